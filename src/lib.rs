@@ -1,0 +1,9 @@
+//! Prism: an OpenAI-compatible LLM gateway on Pingora.
+//!
+//! The request's way through the crate: `proxy` (listener, auth, body) → `router` (model name
+//! → candidates from the `table` snapshot) → `providers` (translation) → `upstream` (the
+//! exchange) → back through `providers` to the client.
+
+pub mod error;
+pub mod providers;
+pub mod sse;
