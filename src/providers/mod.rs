@@ -98,7 +98,8 @@ impl Kind {
     }
 }
 
-/// The client-facing operation.
+/// The client-facing operation. Translators see `Chat` and `Embeddings`; legacy
+/// `Completions` reach non-OpenAI kinds already rewritten to chat by `completions`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Chat,
@@ -158,6 +159,8 @@ pub struct Ctx<'a> {
     /// Seed for generated tool-call ids (`call_` + 24 alnum), so tests are deterministic.
     pub id_seed: u64,
     pub options: &'a Options,
+    /// Embeddings: the client asked for `encoding_format: "base64"` (little-endian f32).
+    pub embed_base64: bool,
     /// Remote images already fetched by the gateway: url → (mime, base64 data).
     pub images: &'a HashMap<String, (String, String)>,
 }

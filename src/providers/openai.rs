@@ -1,39 +1,995 @@
-//! OpenAI-compatible kinds (stub, replaced next).
+//! OpenAI-compatible kinds: OpenAI itself, Mistral, Ollama, vLLM and LM Studio. One module,
+//! with each kind's quirks as data (`providers.md` §5): the request is passed through field by
+//! field (unknown fields untouched as raw JSON, so a large prompt is copied once), and the
+//! fields a kind cannot take are renamed, emulated, dropped or rejected.
 
-use bytes::BytesMut;
+use std::borrow::Cow;
+use std::collections::HashMap;
 
-use super::{Ctx, StreamTranslator, Translated, UpstreamRequest, Usage};
+use base64::Engine;
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::util::{self, ChunkEmitter};
+use super::{Ctx, Endpoint, Kind, Notes, StreamTranslator, Translated, UpstreamRequest, Usage};
 use crate::error::{GatewayError, Result};
+use crate::sse;
 
-pub fn build_request(_body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
-    Err(GatewayError::invalid_request(format!("provider kind {} is not implemented yet", ctx.kind.as_str())))
-}
+/// Top-level members of a JSON object, values left as raw borrowed slices, order kept.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
-pub fn translate_response(_body: &[u8], _ctx: &Ctx) -> Result<Translated> {
-    Err(GatewayError::bad_upstream("not implemented"))
-}
-
-pub fn translate_error(_kind: super::Kind, status: u16, _headers: &http::HeaderMap, body: &[u8], _now: u64) -> GatewayError {
-    GatewayError::from_upstream_status(status, String::from_utf8_lossy(body).into_owned())
-}
-
-struct Stub;
-
-impl StreamTranslator for Stub {
-    fn feed(&mut self, _input: &[u8], _out: &mut BytesMut) -> Result<()> {
-        Err(GatewayError::bad_upstream("not implemented"))
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> std::result::Result<Self::Value, M::Error> {
+                let mut v = Vec::with_capacity(m.size_hint().unwrap_or(8));
+                while let Some((k, val)) = m.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    v.push((k, val));
+                }
+                Ok(Members(v))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
     }
-    fn finish(&mut self, _out: &mut BytesMut) -> Result<()> {
-        Err(GatewayError::bad_upstream("not implemented"))
+}
+
+fn parse_members(body: &[u8]) -> Result<Members<'_>> {
+    serde_json::from_slice(body)
+        .map_err(|e| GatewayError::invalid_request(format!("Request body is not a JSON object: {e}")))
+}
+
+fn raw_to_value(raw: &RawValue) -> Result<Value> {
+    serde_json::from_str(raw.get()).map_err(|e| GatewayError::invalid_request(e.to_string()))
+}
+
+/// Fields Mistral accepts on chat (`providers.md` §5.2); everything else is renamed or dropped.
+const MISTRAL_CHAT_FIELDS: &[&str] = &[
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "stream",
+    "stop",
+    "random_seed",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "presence_penalty",
+    "frequency_penalty",
+    "n",
+    "parallel_tool_calls",
+    "safe_prompt",
+    "prediction",
+    "prompt_mode",
+];
+
+/// Fields that exist only for the gateway and are never sent upstream.
+const GATEWAY_FIELDS: &[&str] = &["prism"];
+
+/// Writes an object from (key, raw JSON) pairs.
+struct ObjectWriter {
+    out: Vec<u8>,
+    first: bool,
+}
+
+impl ObjectWriter {
+    fn new(capacity: usize) -> Self {
+        let mut out = Vec::with_capacity(capacity + 64);
+        out.push(b'{');
+        ObjectWriter { out, first: true }
     }
+    fn key(&mut self, k: &str) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        // Serializing a &str cannot fail.
+        let _ = serde_json::to_writer(&mut self.out, k);
+        self.out.push(b':');
+    }
+    fn raw(&mut self, k: &str, raw: &str) {
+        self.key(k);
+        self.out.extend_from_slice(raw.as_bytes());
+    }
+    fn value(&mut self, k: &str, v: &Value) {
+        self.key(k);
+        let _ = serde_json::to_writer(&mut self.out, v);
+    }
+    fn finish(mut self) -> Bytes {
+        self.out.push(b'}');
+        Bytes::from(self.out)
+    }
+}
+
+pub fn build_request(body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
+    let members = parse_members(body)?;
+    let kind = ctx.kind;
+    let strict = ctx.options.strict;
+    let mut notes = Notes::default();
+    let mut w = ObjectWriter::new(body.len());
+    let path = match ctx.endpoint {
+        Endpoint::Chat => "/chat/completions",
+        Endpoint::Completions => "/completions",
+        Endpoint::Embeddings => "/embeddings",
+    };
+    let has = |name: &str| members.0.iter().any(|(k, _)| k == name);
+    let tools_filter = if ctx.endpoint == Endpoint::Chat && kind == Kind::Ollama {
+        ollama_tool_choice(&members, strict, &mut notes, ctx.provider)?
+    } else {
+        ToolFilter::Keep
+    };
+
+    w.raw("model", &serde_json::to_string(ctx.upstream_model).unwrap_or_default());
+    for (k, raw) in &members.0 {
+        let k = k.as_ref();
+        if k == "model" || GATEWAY_FIELDS.contains(&k) {
+            continue;
+        }
+        reject_shape_changing(kind, k, raw, ctx.provider)?;
+        match (ctx.endpoint, k) {
+            (_, "stream_options") => {
+                // The gateway honours include_usage itself; upstream it asks for usage only
+                // where the server supports the option, so metrics see tokens.
+                if ctx.stream && matches!(kind, Kind::Openai | Kind::Ollama | Kind::Vllm) {
+                    w.value("stream_options", &json!({"include_usage": true}));
+                }
+            }
+            (Endpoint::Chat, "messages") if kind != Kind::Openai => {
+                let msgs = rewrite_messages(kind, raw_to_value(raw)?, ctx)?;
+                w.value("messages", &msgs);
+            }
+            (Endpoint::Chat, "max_completion_tokens") if kind != Kind::Openai => {
+                w.raw("max_tokens", raw.get());
+            }
+            (Endpoint::Chat, "max_tokens") if kind != Kind::Openai && has("max_completion_tokens") => {}
+            (_, "seed") if kind == Kind::Mistral => w.raw("random_seed", raw.get()),
+            (Endpoint::Chat, "tools") => match &tools_filter {
+                ToolFilter::Keep => w.raw("tools", raw.get()),
+                ToolFilter::Drop => {}
+                ToolFilter::Only(name) => {
+                    let tools: Vec<Value> = raw_to_value(raw)?
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter(|t| t["function"]["name"].as_str() == Some(name.as_str()))
+                                .cloned()
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    w.value("tools", &Value::Array(tools));
+                }
+            },
+            (Endpoint::Chat, "tool_choice") if kind == Kind::Ollama => {}
+            (Endpoint::Chat, "response_format") if kind == Kind::Lmstudio => {
+                let mut rf = raw_to_value(raw)?;
+                if rf["type"] == "json_object" {
+                    rf = json!({"type": "json_schema",
+                                "json_schema": {"name": "object", "schema": {"type": "object"}}});
+                }
+                w.value("response_format", &rf);
+            }
+            (Endpoint::Embeddings, "encoding_format") if matches!(kind, Kind::Mistral | Kind::Lmstudio) => {
+                // Encoded by the gateway (translate_response), the server may not support it.
+            }
+            (Endpoint::Chat, _) if kind == Kind::Mistral && !MISTRAL_CHAT_FIELDS.contains(&k) => {
+                notes.drop_or_reject(strict, k, ctx.provider)?;
+            }
+            _ => w.raw(k, raw.get()),
+        }
+    }
+    Ok(UpstreamRequest {
+        method: "POST",
+        path: path.to_string(),
+        body: w.finish(),
+        headers: Vec::new(),
+        notes,
+    })
+}
+
+/// Features that change the shape of the answer and that a kind would silently ignore.
+fn reject_shape_changing(kind: Kind, field: &str, raw: &RawValue, provider: &str) -> Result<()> {
+    let v = raw.get();
+    let unsupported = match (kind, field) {
+        (Kind::Openai | Kind::Vllm, _) => false,
+        (Kind::Ollama | Kind::Lmstudio, "n") => v.parse::<u64>().map(|n| n > 1).unwrap_or(false),
+        (_, "logprobs") => v == "true",
+        (_, "logit_bias") => v != "null" && v.replace(char::is_whitespace, "") != "{}",
+        (_, "audio") => v != "null",
+        (_, "modalities") => v.contains("audio"),
+        _ => false,
+    };
+    if unsupported {
+        return Err(GatewayError::unsupported_param(
+            field,
+            format!("{field} is not supported by provider {provider}"),
+        ));
+    }
+    Ok(())
+}
+
+enum ToolFilter {
+    Keep,
+    Drop,
+    Only(String),
+}
+
+/// Ollama ignores `tool_choice`; emulate it by filtering `tools` (§5.3).
+fn ollama_tool_choice(members: &Members, strict: bool, notes: &mut Notes, provider: &str) -> Result<ToolFilter> {
+    let Some((_, raw)) = members.0.iter().find(|(k, _)| k == "tool_choice") else {
+        return Ok(ToolFilter::Keep);
+    };
+    let tc = raw_to_value(raw)?;
+    Ok(match &tc {
+        Value::String(s) if s == "none" => ToolFilter::Drop,
+        Value::String(s) if s == "required" => {
+            notes.drop_or_reject(strict, "tool_choice", provider)?;
+            ToolFilter::Keep
+        }
+        Value::Object(_) => match tc["function"]["name"].as_str() {
+            Some(name) => ToolFilter::Only(name.to_string()),
+            None => ToolFilter::Keep,
+        },
+        _ => ToolFilter::Keep,
+    })
+}
+
+/// Message-level repairs for OpenAI-compatible servers that are not OpenAI.
+fn rewrite_messages(kind: Kind, mut msgs: Value, ctx: &Ctx) -> Result<Value> {
+    let Some(list) = msgs.as_array_mut() else {
+        return Err(GatewayError::invalid_request("messages must be an array").with_param("messages"));
+    };
+    for (i, m) in list.iter_mut().enumerate() {
+        let Some(obj) = m.as_object_mut() else {
+            return Err(GatewayError::invalid_request(format!("messages[{i}] must be an object"))
+                .with_param(format!("messages[{i}]")));
+        };
+        if obj.get("role").and_then(Value::as_str) == Some("developer") {
+            obj.insert("role".into(), json!("system"));
+        }
+        if kind == Kind::Mistral {
+            obj.remove("name");
+            if obj.get("content").is_some_and(Value::is_null) {
+                obj.remove("content");
+            }
+            if let Some(Value::String(id)) = obj.get_mut("tool_call_id") {
+                *id = mistral_tool_id(id);
+            }
+            if let Some(Value::Array(calls)) = obj.get_mut("tool_calls") {
+                for c in calls {
+                    if let Some(Value::String(id)) = c.get_mut("id") {
+                        *id = mistral_tool_id(id);
+                    }
+                }
+            }
+        }
+        if matches!(kind, Kind::Ollama | Kind::Lmstudio) {
+            inline_remote_images(obj, i, ctx)?;
+        }
+    }
+    Ok(msgs)
+}
+
+/// Servers that only take data URLs get remote images the gateway fetched beforehand.
+fn inline_remote_images(msg: &mut Map<String, Value>, i: usize, ctx: &Ctx) -> Result<()> {
+    let Some(Value::Array(parts)) = msg.get_mut("content") else {
+        return Ok(());
+    };
+    for (j, p) in parts.iter_mut().enumerate() {
+        if p["type"] != "image_url" {
+            continue;
+        }
+        let url = match &p["image_url"] {
+            Value::String(s) => s.clone(),
+            v => v["url"].as_str().unwrap_or_default().to_string(),
+        };
+        if url.starts_with("data:") {
+            continue;
+        }
+        match ctx.images.get(&url) {
+            Some((mime, data)) => {
+                p["image_url"] = json!({"url": format!("data:{mime};base64,{data}")});
+            }
+            None => {
+                return Err(GatewayError::invalid_request(format!(
+                    "Provider {} accepts only inline images, and fetching remote image URLs is disabled",
+                    ctx.provider
+                ))
+                .with_param(format!("messages[{i}].content[{j}].image_url.url"))
+                .with_code("unsupported_image_url"))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Mistral wants tool-call ids of exactly 9 `[A-Za-z0-9]`: valid ids stay, others become
+/// `base62(sha256(id))[0:9]` so that a call and its result stay paired (§5.2).
+pub fn mistral_tool_id(id: &str) -> String {
+    if id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return id.to_string();
+    }
+    const B62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut n: Vec<u8> = Sha256::digest(id.as_bytes()).to_vec();
+    let mut digits = Vec::with_capacity(44);
+    while n.iter().any(|&b| b != 0) {
+        let mut rem = 0u32;
+        for b in n.iter_mut() {
+            let cur = (rem << 8) | u32::from(*b);
+            *b = (cur / 62) as u8;
+            rem = cur % 62;
+        }
+        digits.push(B62[rem as usize]);
+    }
+    digits.iter().rev().take(9).map(|&b| b as char).collect()
+}
+
+pub fn translate_response(body: &[u8], ctx: &Ctx) -> Result<Translated> {
+    let mut v: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::bad_upstream(format!("{} returned invalid JSON: {e}", ctx.provider)))?;
+    if !v.is_object() {
+        return Err(GatewayError::bad_upstream(format!("{} returned a non-object body", ctx.provider)));
+    }
+    if v.get("error").is_some_and(|e| !e.is_null()) {
+        return Err(translate_error(ctx.kind, 502, &http::HeaderMap::new(), body, ctx.created));
+    }
+    let upstream_model = v["model"].as_str().map(str::to_string);
+    v["model"] = json!(ctx.client_model);
+    let usage = parse_usage(&v["usage"]);
+    if let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) {
+        for c in choices {
+            repair_choice(ctx.kind, c);
+        }
+    }
+    if ctx.endpoint == Endpoint::Embeddings && ctx.embed_base64 && matches!(ctx.kind, Kind::Mistral | Kind::Lmstudio) {
+        embeddings_to_base64(&mut v);
+    }
+    let body = serde_json::to_vec(&v).map_err(|e| GatewayError::internal(e.to_string()))?;
+    Ok(Translated {
+        body: Bytes::from(body),
+        usage,
+        upstream_model,
+    })
+}
+
+/// Rewrite `data[].embedding` float arrays as base64 of little-endian f32 (OpenAI's format).
+pub fn embeddings_to_base64(v: &mut Value) {
+    if let Some(data) = v.get_mut("data").and_then(Value::as_array_mut) {
+        for d in data {
+            if let Some(arr) = d.get("embedding").and_then(Value::as_array) {
+                d["embedding"] = json!(floats_to_base64(arr));
+            }
+        }
+    }
+}
+
+pub fn floats_to_base64(arr: &[Value]) -> String {
+    let mut buf = Vec::with_capacity(arr.len() * 4);
+    for f in arr {
+        buf.extend_from_slice(&(f.as_f64().unwrap_or(0.0) as f32).to_le_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+fn map_finish(reason: &str) -> &str {
+    match reason {
+        "model_length" => "length",
+        "eos" | "stop_sequence" | "end_turn" => "stop",
+        other => other,
+    }
+}
+
+/// Per-choice repairs on a non-streamed answer.
+fn repair_choice(kind: Kind, c: &mut Value) {
+    if let Some(fr) = c["finish_reason"].as_str() {
+        let mapped = map_finish(fr).to_string();
+        c["finish_reason"] = json!(mapped);
+    }
+    if c.get("logprobs").is_none() {
+        c["logprobs"] = Value::Null;
+    }
+    let Some(msg) = c.get_mut("message").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if kind != Kind::Openai {
+        msg.remove("reasoning");
+        msg.remove("reasoning_content");
+    }
+    if let Some(Value::Array(calls)) = msg.get_mut("tool_calls") {
+        if calls.is_empty() {
+            msg.remove("tool_calls");
+        } else {
+            for call in calls.iter_mut() {
+                if call.get("type").is_none() {
+                    call["type"] = json!("function");
+                }
+                let args = call["function"].get("arguments").cloned();
+                call["function"]["arguments"] = json!(util::arguments_string(args.as_ref()));
+            }
+        }
+    }
+    if !msg.contains_key("content") {
+        msg.insert("content".into(), Value::Null);
+    }
+}
+
+fn parse_usage(u: &Value) -> Option<Usage> {
+    let p = u.get("prompt_tokens")?.as_u64()?;
+    let c = u.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0);
+    let t = u.get("total_tokens").and_then(Value::as_u64).unwrap_or(p + c);
+    Some(Usage {
+        prompt_tokens: p,
+        completion_tokens: c,
+        total_tokens: t,
+    })
+}
+
+/// Normalize every error shape these servers use (§5.1 "Error body").
+pub fn translate_error(kind: Kind, status: u16, headers: &http::HeaderMap, body: &[u8], _now: u64) -> GatewayError {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let inner = match &v["error"] {
+        Value::Object(_) => &v["error"],
+        _ => &v,
+    };
+    let message = match (&v["error"], &inner["message"], &v["detail"]) {
+        (Value::String(s), _, _) => s.clone(),
+        (_, Value::String(s), _) => s.clone(),
+        (_, m @ (Value::Object(_) | Value::Array(_)), _) => m.to_string(),
+        (_, _, d) if !d.is_null() => d.as_str().map(str::to_string).unwrap_or_else(|| d.to_string()),
+        _ => {
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            if text.is_empty() || text.starts_with('<') {
+                format!("{} returned HTTP {status}", kind.as_str())
+            } else {
+                text.chars().take(500).collect()
+            }
+        }
+    };
+    let mut e = GatewayError::from_upstream_status(status, message.clone());
+    let code = inner["code"].as_str().unwrap_or_default();
+    let typ = inner["type"].as_str().unwrap_or_default();
+    if code == "insufficient_quota" || typ == "insufficient_quota" {
+        e = GatewayError::insufficient_quota(if status == 402 { 402 } else { 429 }, message.clone());
+    } else if message.contains("maximum context length") || code == "context_length_exceeded" {
+        e = e.with_code("context_length_exceeded").with_param("messages");
+    } else if status == 404 && (message.contains("not found") || code == "model_not_found") {
+        e = e.with_code("model_not_found");
+    } else if !code.is_empty() && code.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        e = e.with_code(code);
+    }
+    if let Some(p) = inner["param"].as_str() {
+        e = e.with_param(p);
+    }
+    e.headers = ratelimit_headers(kind, headers);
+    e
+}
+
+/// OpenAI's own rate-limit headers pass through; Mistral's per-minute names are renamed.
+fn ratelimit_headers(kind: Kind, headers: &http::HeaderMap) -> Vec<(String, String)> {
+    let map: &[(&str, &str)] = match kind {
+        Kind::Mistral => &[
+            ("x-ratelimit-limit-req-minute", "x-ratelimit-limit-requests"),
+            ("x-ratelimit-remaining-req-minute", "x-ratelimit-remaining-requests"),
+            ("x-ratelimit-limit-tokens-minute", "x-ratelimit-limit-tokens"),
+            ("x-ratelimit-remaining-tokens-minute", "x-ratelimit-remaining-tokens"),
+        ],
+        _ => &[
+            ("x-ratelimit-limit-requests", "x-ratelimit-limit-requests"),
+            ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-requests"),
+            ("x-ratelimit-reset-requests", "x-ratelimit-reset-requests"),
+            ("x-ratelimit-limit-tokens", "x-ratelimit-limit-tokens"),
+            ("x-ratelimit-remaining-tokens", "x-ratelimit-remaining-tokens"),
+            ("x-ratelimit-reset-tokens", "x-ratelimit-reset-tokens"),
+        ],
+    };
+    map.iter()
+        .filter_map(|(from, to)| util::header_str(headers, from).map(|v| (to.to_string(), v.to_string())))
+        .collect()
+}
+
+/// Streams of OpenAI-compatible servers, repaired to the exact grammar of §0.1.
+struct CompatStream {
+    kind: Kind,
+    endpoint: Endpoint,
+    decoder: sse::Decoder,
+    emitter: ChunkEmitter,
+    client_model: String,
+    /// Per choice: upstream tool index → downstream index, and downstream index → id (§5.4).
+    tools: HashMap<u64, ToolIndex>,
+    usage_value: Option<Value>,
+    usage: Option<Usage>,
+    upstream_model: Option<String>,
+    finished: bool,
+    done: bool,
+    /// `data:` events seen; an empty stream is a failure, not a success.
+    events: usize,
+}
+
+#[derive(Default)]
+struct ToolIndex {
+    up_to_down: HashMap<u64, usize>,
+    ids: Vec<String>,
+}
+
+impl ToolIndex {
+    /// Downstream index for an upstream fragment; a new id under an index that already has
+    /// another id gets the next free index (parsers that put every call at index 0).
+    fn map(&mut self, up: u64, id: Option<&str>) -> (usize, bool) {
+        match (self.up_to_down.get(&up).copied(), id) {
+            (Some(d), Some(id)) if self.ids.get(d).map(String::as_str) != Some(id) && !id.is_empty() => {
+                self.ids.push(id.to_string());
+                let nd = self.ids.len() - 1;
+                self.up_to_down.insert(up, nd);
+                (nd, true)
+            }
+            (Some(d), _) => (d, false),
+            (None, id) => {
+                self.ids.push(id.unwrap_or_default().to_string());
+                let nd = self.ids.len() - 1;
+                self.up_to_down.insert(up, nd);
+                (nd, true)
+            }
+        }
+    }
+}
+
+pub fn stream_translator(ctx: &Ctx) -> Box<dyn StreamTranslator> {
+    Box::new(CompatStream {
+        kind: ctx.kind,
+        endpoint: ctx.endpoint,
+        decoder: sse::Decoder::new(),
+        emitter: ChunkEmitter::new(ctx.fallback_id, ctx.created, ctx.client_model, ctx.include_usage),
+        client_model: ctx.client_model.to_string(),
+        tools: HashMap::new(),
+        usage_value: None,
+        usage: None,
+        upstream_model: None,
+        finished: false,
+        done: false,
+        events: 0,
+    })
+}
+
+impl CompatStream {
+    fn on_event(&mut self, data: &str, out: &mut BytesMut) -> Result<()> {
+        self.events += 1;
+        if data == "[DONE]" {
+            self.done = true;
+            return Ok(());
+        }
+        let mut v: Value = serde_json::from_str(data).map_err(|e| {
+            GatewayError::bad_upstream(format!("{} sent an invalid stream event: {e}", self.kind.as_str()))
+        })?;
+        if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+            let status = err["code"].as_u64().and_then(|c| u16::try_from(c).ok()).filter(|c| *c >= 400).unwrap_or(502);
+            let body = json!({"error": err}).to_string();
+            return Err(translate_error(self.kind, status, &http::HeaderMap::new(), body.as_bytes(), 0));
+        }
+        if self.upstream_model.is_none() {
+            self.upstream_model = v["model"].as_str().map(str::to_string);
+        }
+        if let Some(id) = v["id"].as_str() {
+            if !self.emitter.role_sent() && !id.is_empty() {
+                self.emitter.id = id.to_string();
+            }
+        }
+        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+            self.usage = parse_usage(u);
+            self.usage_value = Some(u.clone());
+        }
+        if self.endpoint == Endpoint::Completions {
+            return self.on_completion_chunk(v, out);
+        }
+        let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) else {
+            return Ok(());
+        };
+        for c in choices.iter_mut() {
+            if c["index"].as_u64().unwrap_or(0) != 0 {
+                // n > 1 streams: repairs are defined per choice; pass others through as-is.
+                continue;
+            }
+            let delta = &c["delta"];
+            if let Some(text) = delta["content"].as_str() {
+                if delta.get("role").is_some() {
+                    self.emitter.role(out);
+                }
+                self.emitter.content(text, out);
+            } else if delta.get("role").is_some() {
+                self.emitter.role(out);
+            }
+            if let Some(calls) = delta["tool_calls"].as_array() {
+                let idx = self.tools.entry(0).or_default();
+                for call in calls {
+                    let up = call["index"].as_u64().unwrap_or(0);
+                    let id = call["id"].as_str().filter(|s| !s.is_empty());
+                    let (down, first) = idx.map(up, id);
+                    let args = call["function"]["arguments"].as_str().unwrap_or_default();
+                    if first {
+                        let name = call["function"]["name"].as_str().unwrap_or_default();
+                        let id = id.map(str::to_string).unwrap_or_else(|| util::gen_id("call_", down as u64));
+                        self.emitter.tool_call_start(down, &id, name, args, out);
+                    } else {
+                        self.emitter.tool_call_args(down, args, out);
+                    }
+                }
+            }
+            if let Some(fr) = c["finish_reason"].as_str() {
+                if fr == "error" {
+                    return Err(GatewayError::bad_upstream(format!(
+                        "{} ended the generation with an error",
+                        self.kind.as_str()
+                    )));
+                }
+                let fr = map_finish(fr).to_string();
+                self.emitter.finish(&fr, out);
+                self.finished = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Legacy `text_completion` chunks: model and usage handled, text passed through.
+    fn on_completion_chunk(&mut self, mut v: Value, out: &mut BytesMut) -> Result<()> {
+        let Some(choices) = v.get("choices").and_then(Value::as_array) else {
+            return Ok(());
+        };
+        if choices.is_empty() {
+            return Ok(());
+        }
+        if choices.iter().any(|c| c["finish_reason"].is_string()) {
+            self.finished = true;
+        }
+        let obj = v.as_object_mut().ok_or_else(|| GatewayError::bad_upstream("chunk is not an object"))?;
+        obj.insert("model".into(), json!(self.client_model));
+        obj.insert("created".into(), json!(self.emitter.created));
+        obj.remove("usage");
+        if self.emitter.include_usage {
+            obj.insert("usage".into(), Value::Null);
+        }
+        self.emitter.raw_chunk(&v, out);
+        Ok(())
+    }
+}
+
+impl StreamTranslator for CompatStream {
+    fn feed(&mut self, input: &[u8], out: &mut BytesMut) -> Result<()> {
+        let mut events = Vec::new();
+        self.decoder
+            .push(input, |e| events.push(e))
+            .map_err(|_| GatewayError::bad_upstream("upstream stream event too large"))?;
+        for e in events {
+            if self.done {
+                break;
+            }
+            self.on_event(&e.data, out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> Result<()> {
+        if let Some(e) = self.decoder.finish() {
+            if !self.done {
+                self.on_event(&e.data, out)?;
+            }
+        }
+        if !self.finished {
+            return Err(if self.events == 0 {
+                GatewayError::bad_upstream(format!("{} closed the stream without any event", self.kind.as_str()))
+            } else {
+                GatewayError::truncated_stream(format!(
+                    "{} ended the stream before its final event",
+                    self.kind.as_str()
+                ))
+            });
+        }
+        if let Some(u) = self.usage_value.take() {
+            let mut u = u;
+            if let Some(obj) = u.as_object_mut() {
+                // Normalize: some servers omit total_tokens.
+                if let Some(usage) = self.usage {
+                    obj.insert("total_tokens".into(), json!(usage.total_tokens));
+                }
+            }
+            if self.endpoint == Endpoint::Completions {
+                if self.emitter.include_usage {
+                    let chunk = json!({"id": self.emitter.id, "object": "text_completion",
+                        "created": self.emitter.created, "model": self.client_model,
+                        "choices": [], "usage": u});
+                    util::write_data(&chunk, out);
+                }
+            } else {
+                self.emitter.usage(u, out);
+            }
+        }
+        out.put_slice(b"data: [DONE]\n\n");
+        Ok(())
+    }
+
     fn committed(&self) -> bool {
-        false
+        self.emitter.committed()
     }
+
     fn usage(&self) -> Option<Usage> {
-        None
+        self.usage
+    }
+
+    fn upstream_model(&self) -> Option<&str> {
+        self.upstream_model.as_deref()
     }
 }
 
-pub fn stream_translator(_ctx: &Ctx) -> Box<dyn StreamTranslator> {
-    Box::new(Stub)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::Options;
+
+    fn ctx<'a>(kind: Kind, model: &'a str, opts: &'a Options, images: &'a HashMap<String, (String, String)>) -> Ctx<'a> {
+        Ctx {
+            provider: kind.as_str(),
+            kind,
+            endpoint: Endpoint::Chat,
+            client_model: model,
+            upstream_model: model,
+            stream: false,
+            include_usage: false,
+            created: 1_767_225_600,
+            fallback_id: "chatcmpl-test",
+            id_seed: 1,
+            options: opts,
+            embed_base64: false,
+            images,
+        }
+    }
+
+    fn body_json(r: &UpstreamRequest) -> Value {
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    #[test]
+    fn case_14_mistral_whitelist_seed_ids() {
+        let input = br#"{"model":"mistral-large-latest","stream":true,"stream_options":{"include_usage":true},
+ "seed":7,"max_completion_tokens":300,"user":"u1",
+ "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],
+ "messages":[
+   {"role":"developer","content":"Be concise."},
+   {"role":"user","name":"bob","content":"Weather in Paris?"},
+   {"role":"assistant","content":null,"tool_calls":[{"id":"toolu_01A","type":"function",
+      "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+   {"role":"tool","tool_call_id":"toolu_01A","content":"18C"}]}"#;
+        let (o, im) = (Options::default(), HashMap::new());
+        let mut c = ctx(Kind::Mistral, "mistral-large-latest", &o, &im);
+        c.stream = true;
+        c.include_usage = true;
+        let r = build_request(input, &c).unwrap();
+        let expected: Value = serde_json::from_str(r#"{"model":"mistral-large-latest","stream":true,"random_seed":7,"max_tokens":300,
+ "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}],
+ "messages":[
+   {"role":"system","content":"Be concise."},
+   {"role":"user","content":"Weather in Paris?"},
+   {"role":"assistant","tool_calls":[{"id":"LW18z8Xdz","type":"function",
+      "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]},
+   {"role":"tool","tool_call_id":"LW18z8Xdz","content":"18C"}]}"#).unwrap();
+        assert_eq!(body_json(&r), expected);
+        assert_eq!(r.path, "/chat/completions");
+        assert_eq!(r.notes.dropped, vec!["user"]);
+        assert!(r.notes.adjusted.is_empty());
+    }
+
+    #[test]
+    fn case_15_ollama_tokens_images_tool_choice_none() {
+        let input = br#"{"model":"llama3.2-vision","max_completion_tokens":128,"tool_choice":"none",
+ "tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{}}}}],
+ "messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},
+   {"type":"image_url","image_url":{"url":"https://example.com/cat.jpg"}}]}]}"#;
+        let o = Options::default();
+        let mut im = HashMap::new();
+        im.insert("https://example.com/cat.jpg".to_string(), ("image/jpeg".to_string(), "/9j/4A==".to_string()));
+        let r = build_request(input, &ctx(Kind::Ollama, "llama3.2-vision", &o, &im)).unwrap();
+        let expected: Value = serde_json::from_str(r#"{"model":"llama3.2-vision","max_tokens":128,
+ "messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},
+   {"type":"image_url","image_url":{"url":"data:image/jpeg;base64,/9j/4A=="}}]}]}"#).unwrap();
+        assert_eq!(body_json(&r), expected);
+        assert_eq!(r.notes, Notes::default());
+        // Without the fetched image the request is refused, not sent with a URL Ollama rejects.
+        let none = HashMap::new();
+        let e = build_request(input, &ctx(Kind::Ollama, "llama3.2-vision", &o, &none)).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[1].image_url.url"));
+    }
+
+    #[test]
+    fn case_16_lmstudio_json_object() {
+        let input = br#"{"model":"qwen2.5-7b-instruct","response_format":{"type":"json_object"},
+ "messages":[{"role":"user","content":"Return a JSON object with a greeting."}]}"#;
+        let (o, im) = (Options::default(), HashMap::new());
+        let r = build_request(input, &ctx(Kind::Lmstudio, "qwen2.5-7b-instruct", &o, &im)).unwrap();
+        let expected: Value = serde_json::from_str(r#"{"model":"qwen2.5-7b-instruct",
+ "response_format":{"type":"json_schema","json_schema":{"name":"object","schema":{"type":"object"}}},
+ "messages":[{"role":"user","content":"Return a JSON object with a greeting."}]}"#).unwrap();
+        assert_eq!(body_json(&r), expected);
+        assert_eq!(r.notes, Notes::default());
+    }
+
+    #[test]
+    fn openai_passthrough_rewrites_only_the_model() {
+        let input = br#"{"messages":[{"role":"user","content":"hi"}],"model":"openai/gpt-4o","temperature":0.5,"custom":{"a":[1,2]}}"#;
+        let (o, im) = (Options::default(), HashMap::new());
+        let mut c = ctx(Kind::Openai, "openai/gpt-4o", &o, &im);
+        c.upstream_model = "gpt-4o";
+        let r = build_request(input, &c).unwrap();
+        let v = body_json(&r);
+        assert_eq!(v["model"], "gpt-4o");
+        assert_eq!(v["temperature"], 0.5);
+        assert_eq!(v["custom"]["a"][1], 2);
+        assert_eq!(v["messages"][0]["content"], "hi");
+    }
+
+    #[test]
+    fn ollama_rejects_n() {
+        let (o, im) = (Options::default(), HashMap::new());
+        let e = build_request(br#"{"model":"x","n":2,"messages":[]}"#, &ctx(Kind::Ollama, "x", &o, &im)).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("n"));
+        assert_eq!(e.code.as_deref(), Some("unsupported_parameter"));
+    }
+
+    fn run_stream(kind: Kind, include_usage: bool, input: &str, pieces: &[usize]) -> Result<String> {
+        let (o, im) = (Options::default(), HashMap::new());
+        let mut c = ctx(kind, "m", &o, &im);
+        c.stream = true;
+        c.include_usage = include_usage;
+        let model = match kind {
+            Kind::Mistral => "mistral-large-latest",
+            _ => "qwen3-8b",
+        };
+        c.client_model = model;
+        let mut t = stream_translator(&c);
+        let mut out = BytesMut::new();
+        let bytes = input.as_bytes();
+        let mut pos = 0;
+        let mut i = 0;
+        while pos < bytes.len() {
+            let n = pieces.get(i % pieces.len().max(1)).copied().unwrap_or(bytes.len()).max(1);
+            let end = (pos + n).min(bytes.len());
+            t.feed(&bytes[pos..end], &mut out)?;
+            pos = end;
+            i += 1;
+        }
+        t.finish(&mut out)?;
+        Ok(String::from_utf8(out.to_vec()).unwrap())
+    }
+
+    fn events(s: &str) -> Vec<Value> {
+        s.split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let d = e.strip_prefix("data: ").unwrap();
+                if d == "[DONE]" {
+                    json!("DONE")
+                } else {
+                    serde_json::from_str(d).unwrap()
+                }
+            })
+            .collect()
+    }
+
+    fn chunk(id: &str, model: &str, choices: Value, usage: Option<Value>) -> Value {
+        let mut v = json!({"id": id, "object": "chat.completion.chunk", "created": 1_767_225_600u64, "model": model, "choices": choices});
+        if let Some(u) = usage {
+            v["usage"] = u;
+        }
+        v
+    }
+
+    const CASE_35: &str = "data: {\"id\":\"cmpl-m35\",\"object\":\"chat.completion.chunk\",\"created\":1760000000,\"model\":\"mistral-large-latest\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\ndata: {\"id\":\"cmpl-m35\",\"object\":\"chat.completion.chunk\",\"created\":1760000000,\"model\":\"mistral-large-latest\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":\"D681PevKs\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\": \\\"Paris\\\"}\"},\"index\":0}]},\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":90,\"total_tokens\":112,\"completion_tokens\":22}}\n\ndata: [DONE]\n\n";
+
+    #[test]
+    fn case_35_mistral_tool_finish_usage_split() {
+        let m = "mistral-large-latest";
+        for include_usage in [true, false] {
+            let u = include_usage.then_some(Value::Null);
+            let mut expected = vec![
+                chunk("cmpl-m35", m, json!([{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]), u.clone()),
+                chunk("cmpl-m35", m, json!([{"index":0,"delta":{"tool_calls":[{"index":0,"id":"D681PevKs","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}}]},"logprobs":null,"finish_reason":null}]), u.clone()),
+                chunk("cmpl-m35", m, json!([{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]), u.clone()),
+            ];
+            if include_usage {
+                expected.push(chunk("cmpl-m35", m, json!([]), Some(json!({"prompt_tokens":90,"completion_tokens":22,"total_tokens":112}))));
+            }
+            expected.push(json!("DONE"));
+            for pieces in [&[usize::MAX][..], &[1], &[3, 17, 5]] {
+                let out = run_stream(Kind::Mistral, include_usage, CASE_35, pieces).unwrap();
+                assert_eq!(events(&out), expected, "include_usage={include_usage} pieces={pieces:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn case_36_vllm_parallel_tool_index_repair() {
+        let up = [
+            r#"{"id":"chatcmpl-v36","object":"chat.completion.chunk","created":1760000000,"model":"qwen3-8b","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"chatcmpl-v36","object":"chat.completion.chunk","created":1760000000,"model":"qwen3-8b","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"chatcmpl-tool-1","type":"function","function":{"name":"get_weather","arguments":""}}]},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"chatcmpl-v36","object":"chat.completion.chunk","created":1760000000,"model":"qwen3-8b","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\": \"Paris\"}"}}]},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"chatcmpl-v36","object":"chat.completion.chunk","created":1760000000,"model":"qwen3-8b","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"chatcmpl-tool-2","type":"function","function":{"name":"get_time","arguments":""}}]},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"chatcmpl-v36","object":"chat.completion.chunk","created":1760000000,"model":"qwen3-8b","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"chatcmpl-v36","object":"chat.completion.chunk","created":1760000000,"model":"qwen3-8b","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}"#,
+            "[DONE]",
+        ];
+        let input: String = up.iter().map(|d| format!("data: {d}\n\n")).collect();
+        let m = "qwen3-8b";
+        let expected = vec![
+            chunk("chatcmpl-v36", m, json!([{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]), None),
+            chunk("chatcmpl-v36", m, json!([{"index":0,"delta":{"tool_calls":[{"index":0,"id":"chatcmpl-tool-1","type":"function","function":{"name":"get_weather","arguments":""}}]},"logprobs":null,"finish_reason":null}]), None),
+            chunk("chatcmpl-v36", m, json!([{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\": \"Paris\"}"}}]},"logprobs":null,"finish_reason":null}]), None),
+            chunk("chatcmpl-v36", m, json!([{"index":0,"delta":{"tool_calls":[{"index":1,"id":"chatcmpl-tool-2","type":"function","function":{"name":"get_time","arguments":""}}]},"logprobs":null,"finish_reason":null}]), None),
+            chunk("chatcmpl-v36", m, json!([{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{}"}}]},"logprobs":null,"finish_reason":null}]), None),
+            chunk("chatcmpl-v36", m, json!([{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]), None),
+            json!("DONE"),
+        ];
+        for pieces in [&[usize::MAX][..], &[1], &[7, 2, 31]] {
+            let out = run_stream(Kind::Vllm, false, &input, pieces).unwrap();
+            assert_eq!(events(&out), expected, "pieces={pieces:?}");
+        }
+    }
+
+    #[test]
+    fn truncated_and_inband_errors() {
+        let partial = "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n";
+        let e = run_stream(Kind::Openai, false, partial, &[5]).unwrap_err();
+        assert_eq!(e.code.as_deref(), Some("upstream_stream_truncated"));
+        let e = run_stream(Kind::Openai, false, "", &[5]).unwrap_err();
+        assert_eq!(e.status, 502);
+        let inband = "data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\",\"code\":503}}\n\n";
+        let e = run_stream(Kind::Vllm, false, inband, &[4]).unwrap_err();
+        assert_eq!(e.status, 503);
+        assert_eq!(e.message, "boom");
+        let garbage = "data: {not json\n\n";
+        assert_eq!(run_stream(Kind::Openai, false, garbage, &[3]).unwrap_err().status, 502);
+    }
+
+    #[test]
+    fn error_shapes_normalize() {
+        let h = http::HeaderMap::new();
+        // vLLM's older unwrapped shape.
+        let e = translate_error(Kind::Vllm, 400, &h, br#"{"object":"error","message":"This model's maximum context length is 8192 tokens","type":"BadRequestError","param":null,"code":400}"#, 0);
+        assert_eq!(e.code.as_deref(), Some("context_length_exceeded"));
+        // LM Studio's string error.
+        let e = translate_error(Kind::Lmstudio, 400, &h, br#"{"error":"'response_format.type' must be 'json_schema' or 'text'"}"#, 0);
+        assert!(e.message.contains("json_schema"));
+        assert_eq!(e.kind, "invalid_request_error");
+        // Mistral 422 with a detail object as message.
+        let e = translate_error(Kind::Mistral, 422, &h, br#"{"object":"error","message":{"detail":[{"type":"extra_forbidden"}]},"type":"invalid_request_error"}"#, 0);
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("extra_forbidden"));
+        // Ollama model not pulled.
+        let e = translate_error(Kind::Ollama, 404, &h, br#"{"error":{"message":"model 'x' not found","type":"api_error"}}"#, 0);
+        assert_eq!(e.code.as_deref(), Some("model_not_found"));
+        // HTML from a proxy in front of the server.
+        let e = translate_error(Kind::Openai, 502, &h, b"<html>bad gateway</html>", 0);
+        assert_eq!(e.status, 502);
+        assert!(!e.message.contains('<'));
+    }
+
+    #[test]
+    fn mistral_id_rule() {
+        assert_eq!(mistral_tool_id("toolu_01A"), "LW18z8Xdz");
+        assert_eq!(mistral_tool_id("D681PevKs"), "D681PevKs");
+    }
+
+    #[test]
+    fn base64_embeddings_are_le_f32() {
+        let mut v = json!({"data":[{"embedding":[1.0, -2.5]}]});
+        embeddings_to_base64(&mut v);
+        let b = base64::engine::general_purpose::STANDARD.decode(v["data"][0]["embedding"].as_str().unwrap()).unwrap();
+        assert_eq!(&b[0..4], &1.0f32.to_le_bytes());
+        assert_eq!(&b[4..8], &(-2.5f32).to_le_bytes());
+    }
 }

@@ -196,6 +196,12 @@ impl ChunkEmitter {
         );
     }
 
+    /// An already-shaped chunk (legacy completions), written as-is; it commits the stream.
+    pub fn raw_chunk(&mut self, chunk: &Value, out: &mut BytesMut) {
+        self.committed = true;
+        write_data(chunk, out);
+    }
+
     /// The role chunk; emitted once, before anything else.
     pub fn role(&mut self, out: &mut BytesMut) {
         if !self.role_sent {
