@@ -7,3 +7,6 @@
 pub mod error;
 pub mod providers;
 pub mod sse;
+pub mod config;
+pub mod router;
+pub mod table;
