@@ -10,3 +10,8 @@ pub mod sse;
 pub mod config;
 pub mod router;
 pub mod table;
+pub mod upstream;
+pub mod auth;
+pub mod proxy;
+pub mod telemetry;
+pub mod server;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use secrecy::SecretString;
 
+use crate::auth::KeySet;
 use crate::config::{self, Config, ConfigError, Strategy};
 use crate::providers::{Kind, Options};
 
@@ -93,6 +94,11 @@ pub struct Table {
     pub routes: HashMap<String, Route>,
     pub route_order: Vec<String>,
     pub default_provider: String,
+    /// Data-plane auth: off only when the config says `auth.enabled = false`.
+    pub auth_enabled: bool,
+    pub keys: KeySet,
+    pub max_body: usize,
+    pub max_response: usize,
 }
 
 pub type SharedTable = Arc<ArcSwap<Table>>;
@@ -207,6 +213,10 @@ impl Table {
                 routes,
                 route_order,
                 default_provider: c.server.default_provider.clone(),
+                auth_enabled: c.auth.enabled,
+                keys: KeySet::from_plain(&c.auth.api_keys),
+                max_body: c.server.max_body_size.0,
+                max_response: c.server.max_response_size.0,
             })
         } else {
             Err(errors)

@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod cohere;
+pub mod completions;
 pub mod gemini;
 pub mod openai;
 pub mod util;

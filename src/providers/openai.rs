@@ -343,6 +343,9 @@ pub fn translate_response(body: &[u8], ctx: &Ctx) -> Result<Translated> {
     }
     let upstream_model = v["model"].as_str().map(str::to_string);
     v["model"] = json!(ctx.client_model);
+    if v.get("created").is_some() {
+        v["created"] = json!(ctx.created);
+    }
     let usage = parse_usage(&v["usage"]);
     if let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) {
         for c in choices {

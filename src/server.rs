@@ -1,0 +1,78 @@
+//! Assemble the Pingora `Server`: the data plane and its side services, each a Pingora
+//! service so graceful shutdown and zero-downtime upgrade cover all of them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::Server;
+
+use crate::config::{self, Config, ConfigError};
+use crate::proxy::Gateway;
+use crate::table::{SharedTable, Table};
+
+/// Where the config comes from: `-c`, else `$PRISM_CONFIG`, else `conf/prism.toml`.
+pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("PRISM_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("conf/prism.toml"))
+}
+
+/// Read and validate a config file against the process environment.
+pub fn load_file(path: &Path) -> Result<Config, Vec<ConfigError>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            path: String::new(),
+            message: format!("cannot read {}: {e}", path.display()),
+        }]
+    })?;
+    config::load(&text, &|k| std::env::var(k).ok())
+}
+
+pub struct ServeOptions {
+    pub config: PathBuf,
+    pub upgrade: bool,
+    pub daemon: bool,
+    pub test: bool,
+}
+
+pub fn run(opts: ServeOptions) -> Result<(), Vec<ConfigError>> {
+    let cfg = load_file(&opts.config)?;
+    let table = Table::build(&cfg, Vec::new())?;
+    if table.auth_enabled && table.keys.is_empty() {
+        log::warn!("no gateway keys configured (auth.api_keys, PRISM_API_KEYS): every data-plane request will get 401; set auth.enabled = false to run without auth");
+    }
+    for p in table.providers.values() {
+        if p.api_key.is_none() && !p.kind.key_optional() {
+            log::warn!("provider={} kind={} has no api_key: its upstream will likely answer 401", p.name, p.kind.as_str());
+        }
+    }
+    let shared: SharedTable = Arc::new(ArcSwap::from_pointee(table));
+
+    let mut conf = ServerConf {
+        threads: cfg.server.threads,
+        upgrade_sock: cfg.server.upgrade_sock.clone(),
+        pid_file: cfg.server.pid_file.clone(),
+        daemon: opts.daemon,
+        ..ServerConf::default()
+    };
+    // Pingora's default is to sleep 300 s before draining; ours comes from the config.
+    conf.grace_period_seconds = Some(1);
+    conf.graceful_shutdown_timeout_seconds = Some(cfg.server.grace_period.0.as_secs().max(1));
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: opts.daemon,
+        test: opts.test,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let gateway = Gateway::new(shared.clone());
+    let mut data = pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "prism-data-plane");
+    data.add_tcp(&cfg.server.listen);
+    server.add_service(data);
+
+    log::info!("listen={} providers={} routes={} prism data plane starting", cfg.server.listen, cfg.providers.len(), cfg.routes.len());
+    server.run_forever()
+}

@@ -1,0 +1,267 @@
+//! The upstream exchange, on Pingora's connector pool: one path for every body size (Pingora's
+//! proxy path replays only 64 KiB of a body read in `request_filter`). DNS is resolved
+//! asynchronously and cached; `HttpPeer::new` with a host name would block and may panic.
+
+mod dns;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pingora_core::connectors::http::Connector;
+use pingora_core::connectors::ConnectorOptions;
+use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::protocols::ALPN;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::RequestHeader;
+use secrecy::ExposeSecret;
+
+use crate::error::{GatewayError, Result};
+use crate::providers::UpstreamRequest;
+use crate::table::Provider;
+
+pub use dns::DnsCache;
+
+/// Shared by every request of the data plane: the connection pool and the DNS cache.
+pub struct Upstreams {
+    connector: Connector,
+    dns: DnsCache,
+    ca_cache: std::sync::Mutex<std::collections::HashMap<String, Arc<[pingora_core::utils::tls::WrappedX509]>>>,
+}
+
+/// An upstream answer whose headers have arrived; the body is read with `read_chunk`.
+pub struct Exchange {
+    session: HttpSession,
+    peer: HttpPeer,
+    idle: Duration,
+    pub status: u16,
+    pub headers: http::HeaderMap,
+}
+
+/// How a connection attempt failed, for health accounting and failover reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+    Connect,
+    Timeout,
+    Io,
+}
+
+impl Default for Upstreams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Upstreams {
+    pub fn new() -> Self {
+        let mut opts = ConnectorOptions::new(256);
+        opts.keepalive_pool_size = 1024;
+        Upstreams {
+            connector: Connector::new(Some(opts)),
+            dns: DnsCache::new(Duration::from_secs(60)),
+            ca_cache: Default::default(),
+        }
+    }
+
+    async fn peer(&self, p: &Provider) -> Result<HttpPeer> {
+        let addr = self.dns.resolve(&p.base.host, p.base.port).await.map_err(|e| {
+            GatewayError::bad_upstream(format!("cannot resolve provider {} host: {e}", p.name)).with_code("upstream_connect_error")
+        })?;
+        let mut peer = HttpPeer::new(addr, p.base.tls, p.base.host.clone());
+        let o = &mut peer.options;
+        o.connection_timeout = Some(p.timeouts.connect);
+        o.total_connection_timeout = Some(p.timeouts.connect * 2);
+        o.idle_timeout = Some(Duration::from_secs(60));
+        o.tcp_keepalive = None;
+        if p.base.tls && p.http2 {
+            o.alpn = ALPN::H2H1;
+            o.max_h2_streams = 100;
+        } else {
+            o.alpn = ALPN::H1;
+        }
+        if let Some(ca) = &p.ca_file {
+            o.ca = Some(self.load_ca(ca)?);
+            // The pool key ignores the CA: keep connections verified by different CAs apart.
+            peer.group_key = fxhash(ca);
+        }
+        Ok(peer)
+    }
+
+    fn load_ca(&self, path: &str) -> Result<Arc<[pingora_core::utils::tls::WrappedX509]>> {
+        if let Ok(cache) = self.ca_cache.lock() {
+            if let Some(c) = cache.get(path) {
+                return Ok(c.clone());
+            }
+        }
+        let pem = std::fs::read(path).map_err(|e| GatewayError::internal(format!("cannot read CA file {path}: {e}")))?;
+        let mut certs = Vec::new();
+        let mut store = rustls::RootCertStore::empty();
+        for der in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let der = der.map_err(|e| GatewayError::internal(format!("invalid CA file {path}: {e}")))?;
+            // Validate before handing it to Pingora, whose parser panics on bad DER.
+            store
+                .add(der.clone())
+                .map_err(|e| GatewayError::internal(format!("invalid CA certificate in {path}: {e}")))?;
+            certs.push(pingora_core::utils::tls::WrappedX509::new(der.to_vec(), pingora_core::utils::tls::parse_x509));
+        }
+        if certs.is_empty() {
+            return Err(GatewayError::internal(format!("no certificate in CA file {path}")));
+        }
+        let ca: Arc<[pingora_core::utils::tls::WrappedX509]> = Arc::from(certs);
+        if let Ok(mut cache) = self.ca_cache.lock() {
+            cache.insert(path.to_string(), ca.clone());
+        }
+        Ok(ca)
+    }
+
+    /// Connect (or reuse), send the request, and wait for the response headers within the
+    /// provider's first-byte timeout. A stale pooled connection is retried once on a new one.
+    pub async fn send(&self, p: &Provider, req: &UpstreamRequest) -> std::result::Result<Exchange, (FailKind, GatewayError)> {
+        let peer = self.peer(p).await.map_err(|e| (FailKind::Connect, e))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (session, reused) = match self.connector.get_http_session(&peer).await {
+                Ok(s) => s,
+                Err(e) => {
+                    let timeout = matches!(e.etype(), pingora_error::ErrorType::ConnectTimedout);
+                    let kind = if timeout { FailKind::Timeout } else { FailKind::Connect };
+                    return Err((
+                        kind,
+                        GatewayError::bad_upstream(format!("cannot connect to provider {}: {}", p.name, e.etype().as_str()))
+                            .with_code("upstream_connect_error"),
+                    ));
+                }
+            };
+            match self.exchange(p, req, session, peer.clone()).await {
+                Ok(x) => return Ok(x),
+                // A pooled connection the server closed meanwhile: the request never reached
+                // it, so one fresh attempt is safe.
+                Err((FailKind::Io, _)) if reused && attempt == 1 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn exchange(&self, p: &Provider, req: &UpstreamRequest, mut session: HttpSession, peer: HttpPeer) -> std::result::Result<Exchange, (FailKind, GatewayError)> {
+        let header = request_header(p, req).map_err(|e| (FailKind::Io, e))?;
+        session.set_write_timeout(Some(p.timeouts.idle));
+        session.set_read_timeout(Some(p.timeouts.first_byte));
+        let io = |e: Box<pingora_error::Error>| {
+            (
+                FailKind::Io,
+                GatewayError::bad_upstream(format!("connection to provider {} failed: {}", p.name, e.etype().as_str())),
+            )
+        };
+        let send = async {
+            session.write_request_header(Box::new(header)).await.map_err(io)?;
+            if !req.body.is_empty() {
+                session.write_request_body(req.body.clone(), true).await.map_err(io)?;
+            }
+            session.finish_request_body().await.map_err(io)?;
+            session.read_response_header().await.map_err(io)?;
+            Ok::<_, (FailKind, GatewayError)>(())
+        };
+        match tokio::time::timeout(p.timeouts.first_byte, send).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                session.shutdown().await;
+                return Err(e);
+            }
+            Err(_) => {
+                session.shutdown().await;
+                return Err((
+                    FailKind::Timeout,
+                    GatewayError::upstream_timeout(format!("provider {} did not answer within {:?}", p.name, p.timeouts.first_byte)),
+                ));
+            }
+        }
+        let Some(resp) = session.response_header() else {
+            return Err((FailKind::Io, GatewayError::bad_upstream("upstream sent no response header")));
+        };
+        let status = resp.status.as_u16();
+        let headers = resp.headers.clone();
+        session.set_read_timeout(Some(p.timeouts.idle));
+        Ok(Exchange {
+            session,
+            peer,
+            idle: p.timeouts.idle,
+            status,
+            headers,
+        })
+    }
+
+    /// Return a fully read connection to the pool.
+    pub async fn release(&self, mut x: Exchange) {
+        if x.session.response_done() {
+            self.connector.release_http_session(x.session, &x.peer, Some(Duration::from_secs(60))).await;
+        } else {
+            x.session.shutdown().await;
+        }
+    }
+}
+
+impl Exchange {
+    /// The next body chunk, `None` at the end. A silence longer than the idle timeout is an error.
+    pub async fn read_chunk(&mut self) -> Result<Option<Bytes>> {
+        match tokio::time::timeout(self.idle, self.session.read_response_body()).await {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(e)) => Err(GatewayError::truncated_stream(format!(
+                "upstream connection failed while reading the body: {}",
+                e.etype().as_str()
+            ))),
+            Err(_) => Err(GatewayError::upstream_timeout(format!(
+                "upstream sent nothing for {:?}",
+                self.idle
+            ))),
+        }
+    }
+
+    /// The whole body, refused past `limit` bytes.
+    pub async fn read_all(&mut self, limit: usize) -> Result<Bytes> {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = self.read_chunk().await? {
+            if buf.len() + chunk.len() > limit {
+                return Err(GatewayError::bad_upstream(format!("upstream answer exceeds {limit} bytes")));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    pub async fn abort(mut self) {
+        self.session.shutdown().await;
+    }
+}
+
+fn request_header(p: &Provider, req: &UpstreamRequest) -> Result<RequestHeader> {
+    let path = format!("{}{}", p.base.path, req.path);
+    let mut h = RequestHeader::build(req.method, path.as_bytes(), None)
+        .map_err(|e| GatewayError::internal(format!("cannot build upstream request: {}", e.etype().as_str())))?;
+    let ins = |h: &mut RequestHeader, k: &str, v: &str| -> Result<()> {
+        h.insert_header(k.to_string(), v)
+            .map_err(|_| GatewayError::internal(format!("invalid value for upstream header {k}")))
+    };
+    ins(&mut h, "host", &p.base.authority())?;
+    ins(&mut h, "user-agent", concat!("prism/", env!("CARGO_PKG_VERSION")))?;
+    ins(&mut h, "accept-encoding", "identity")?;
+    if req.method != "GET" {
+        ins(&mut h, "content-type", "application/json")?;
+        ins(&mut h, "content-length", &req.body.len().to_string())?;
+    }
+    if let Some(key) = &p.api_key {
+        let (name, value) = p.kind.auth_header(key.expose_secret());
+        ins(&mut h, name, &value)?;
+    }
+    for (k, v) in &req.headers {
+        ins(&mut h, k, v)?;
+    }
+    for (k, v) in &p.headers {
+        ins(&mut h, k, v)?;
+    }
+    Ok(h)
+}
+
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
