@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test command: set up what is missing, then run every test (unit, integration against
+# the bundled mock upstream, and the official OpenAI SDK through the gateway).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+cargo build --bins
+cargo test --all-targets -- --test-threads=4
