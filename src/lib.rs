@@ -15,3 +15,5 @@ pub mod auth;
 pub mod proxy;
 pub mod telemetry;
 pub mod server;
+pub mod admin;
+pub mod state;

@@ -4,13 +4,32 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use async_trait::async_trait;
 use pingora_core::server::configuration::{Opt, ServerConf};
-use pingora_core::server::Server;
+use pingora_core::server::{Server, ShutdownWatch};
+use pingora_core::services::background::{background_service, BackgroundService};
+use pingora_core::services::listening::Service;
 
+use crate::admin::Admin;
 use crate::config::{self, Config, ConfigError};
 use crate::proxy::Gateway;
-use crate::table::{SharedTable, Table};
+use crate::state::App;
+
+/// Marks the gateway ready once services run, and draining as soon as shutdown starts, so
+/// a load balancer stops sending traffic while in-flight requests finish.
+struct Lifecycle {
+    app: Arc<App>,
+}
+
+#[async_trait]
+impl BackgroundService for Lifecycle {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.app.set_ready(true);
+        let _ = shutdown.changed().await;
+        self.app.set_draining();
+        log::info!("shutdown started: draining");
+    }
+}
 
 /// Where the config comes from: `-c`, else `$PRISM_CONFIG`, else `conf/prism.toml`.
 pub fn config_path(flag: Option<PathBuf>) -> PathBuf {
@@ -38,7 +57,8 @@ pub struct ServeOptions {
 
 pub fn run(opts: ServeOptions) -> Result<(), Vec<ConfigError>> {
     let cfg = load_file(&opts.config)?;
-    let table = Table::build(&cfg, Vec::new())?;
+    let app = App::new(opts.config.clone(), cfg.clone())?;
+    let table = app.table.load_full();
     if table.auth_enabled && table.keys.is_empty() {
         log::warn!("no gateway keys configured (auth.api_keys, PRISM_API_KEYS): every data-plane request will get 401; set auth.enabled = false to run without auth");
     }
@@ -47,7 +67,6 @@ pub fn run(opts: ServeOptions) -> Result<(), Vec<ConfigError>> {
             log::warn!("provider={} kind={} has no api_key: its upstream will likely answer 401", p.name, p.kind.as_str());
         }
     }
-    let shared: SharedTable = Arc::new(ArcSwap::from_pointee(table));
 
     let mut conf = ServerConf {
         threads: cfg.server.threads,
@@ -68,10 +87,24 @@ pub fn run(opts: ServeOptions) -> Result<(), Vec<ConfigError>> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let gateway = Gateway::new(shared.clone());
+    let gateway = Gateway::new(app.table.clone());
     let mut data = pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "prism-data-plane");
     data.add_tcp(&cfg.server.listen);
     server.add_service(data);
+
+    let admin_key_hash = std::env::var("PRISM_ADMIN_KEY").ok().filter(|k| !k.is_empty()).map(|k| crate::auth::hash_key(&k));
+    if admin_key_hash.is_none() {
+        log::warn!("PRISM_ADMIN_KEY is not set: the control plane answers 401 to every protected endpoint");
+    }
+    let admin = Admin {
+        app: app.clone(),
+        admin_key_hash,
+    };
+    let mut admin_svc = Service::new("prism-control-plane".to_string(), admin);
+    admin_svc.threads = Some(1);
+    admin_svc.add_tcp(&cfg.server.admin_listen);
+    server.add_service(admin_svc);
+    server.add_service(background_service("prism-lifecycle", Lifecycle { app: app.clone() }));
 
     log::info!("listen={} providers={} routes={} prism data plane starting", cfg.server.listen, cfg.providers.len(), cfg.routes.len());
     server.run_forever()
