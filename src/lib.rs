@@ -5,6 +5,7 @@
 //! exchange) → back through `providers` to the client.
 
 pub mod error;
+pub mod health;
 pub mod providers;
 pub mod sse;
 pub mod config;

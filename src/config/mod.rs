@@ -45,6 +45,77 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub health: HealthSection,
+}
+
+/// Breakers, probes, retries and alerts (`[health]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSection {
+    /// Open the breaker after this many failures in a row.
+    pub consecutive_failures: u32,
+    /// ...or when this share of requests failed within `window`, once `min_requests` were seen.
+    pub error_ratio: f64,
+    pub window: HumanDuration,
+    pub min_requests: u32,
+    /// First cooldown before a half-open trial; doubles on each repeated trip up to `max_cooldown`.
+    pub cooldown: HumanDuration,
+    pub max_cooldown: HumanDuration,
+    /// Successful trials that close a half-open breaker.
+    pub half_open_successes: u32,
+    /// Requests let through at once while half-open.
+    pub half_open_max_in_flight: u32,
+    /// Active probe of every upstream (a cheap models-list request); `0s` disables.
+    pub probe_interval: HumanDuration,
+    pub probe_timeout: HumanDuration,
+    /// Extra tries on the last candidate for retryable failures, with exponential backoff
+    /// and jitter starting at `retry_backoff`.
+    pub retries: u32,
+    pub retry_backoff: HumanDuration,
+    /// A Retry-After longer than this is not waited for (the client gets it instead).
+    pub max_retry_wait: HumanDuration,
+    /// Retries allowed as a share of requests (a budget, so a brown-out is not amplified).
+    pub retry_budget: f64,
+    /// JSON POST on every state change (ejected, half-open, recovered).
+    pub alert_webhook: Option<String>,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        HealthSection {
+            consecutive_failures: 5,
+            error_ratio: 0.5,
+            window: HumanDuration(Duration::from_secs(30)),
+            min_requests: 20,
+            cooldown: HumanDuration(Duration::from_secs(10)),
+            max_cooldown: HumanDuration(Duration::from_secs(300)),
+            half_open_successes: 2,
+            half_open_max_in_flight: 1,
+            probe_interval: HumanDuration(Duration::from_secs(15)),
+            probe_timeout: HumanDuration(Duration::from_secs(3)),
+            retries: 1,
+            retry_backoff: HumanDuration(Duration::from_millis(100)),
+            max_retry_wait: HumanDuration(Duration::from_secs(2)),
+            retry_budget: 0.2,
+            alert_webhook: None,
+        }
+    }
+}
+
+impl HealthSection {
+    pub fn breaker(&self) -> crate::health::breaker::BreakerConfig {
+        crate::health::breaker::BreakerConfig {
+            consecutive_failures: self.consecutive_failures,
+            error_ratio: self.error_ratio,
+            window: self.window.0,
+            min_requests: self.min_requests,
+            cooldown: self.cooldown.0,
+            max_cooldown: self.max_cooldown.0,
+            half_open_successes: self.half_open_successes,
+            half_open_max_in_flight: self.half_open_max_in_flight,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -366,6 +437,27 @@ fn validate(c: &Config, errors: &mut Vec<ConfigError>) {
     if c.server.max_body_size.0 == 0 {
         errors.push(err("server.max_body_size", "must be greater than 0"));
     }
+    let h = &c.health;
+    if h.consecutive_failures == 0 {
+        errors.push(err("health.consecutive_failures", "must be at least 1"));
+    }
+    if !(h.error_ratio > 0.0 && h.error_ratio <= 1.0) {
+        errors.push(err("health.error_ratio", "must be in (0, 1]"));
+    }
+    if !(0.0..=1.0).contains(&h.retry_budget) {
+        errors.push(err("health.retry_budget", "must be in [0, 1]"));
+    }
+    if h.half_open_successes == 0 || h.half_open_max_in_flight == 0 {
+        errors.push(err("health.half_open_successes", "half-open settings must be at least 1"));
+    }
+    if h.cooldown.0.is_zero() || h.max_cooldown.0 < h.cooldown.0 {
+        errors.push(err("health.max_cooldown", "cooldown must be > 0 and max_cooldown >= cooldown"));
+    }
+    if let Some(url) = &h.alert_webhook {
+        if let Err(e) = check_base_url(url) {
+            errors.push(err("health.alert_webhook", e));
+        }
+    }
     for (i, k) in c.auth.api_keys.iter().enumerate() {
         if k.trim().is_empty() {
             errors.push(err(format!("auth.api_keys[{i}]"), "empty key"));
@@ -398,7 +490,7 @@ fn validate(c: &Config, errors: &mut Vec<ConfigError>) {
                 errors.push(err(format!("{path}.ca_file"), format!("file `{ca}` not found")));
             }
         }
-        for (h, _) in &p.headers {
+        for h in p.headers.keys() {
             if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
                 errors.push(err(format!("{path}.headers.{h}"), "not a valid header name"));
             }

@@ -229,8 +229,11 @@ impl Call<'_> {
                     return Attempt::Done;
                 }
             }
-            if started && (!out.is_empty() || end) {
-                if session.write_response_body(Some(out.split().freeze()), end).await.is_err() {
+            if started
+                && (!out.is_empty() || end)
+                && session.write_response_body(Some(out.split().freeze()), end).await.is_err()
+            {
+                {
                     // The client went away: stop reading from the upstream too.
                     x.abort().await;
                     ctx.status = 499;

@@ -235,7 +235,10 @@ impl Exchange {
 }
 
 fn request_header(p: &Provider, req: &UpstreamRequest) -> Result<RequestHeader> {
-    let path = format!("{}{}", p.base.path, req.path);
+    let mut path = format!("{}{}", p.base.path, req.path);
+    if path.is_empty() {
+        path.push('/');
+    }
     let mut h = RequestHeader::build(req.method, path.as_bytes(), None)
         .map_err(|e| GatewayError::internal(format!("cannot build upstream request: {}", e.etype().as_str())))?;
     let ins = |h: &mut RequestHeader, k: &str, v: &str| -> Result<()> {
