@@ -92,6 +92,16 @@ pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<Parsed> {
             "The request body is empty; send a JSON object (Content-Type: application/json).",
         ));
     }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let what = if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+            "is not a JSON object"
+        } else {
+            "is not valid JSON"
+        };
+        return Err(GatewayError::invalid_request(format!(
+            "The request body {what}. Send a JSON object (Content-Type: application/json)."
+        )));
+    }
     let peek: Peek = serde_json::from_slice(body).map_err(|e| {
         let what = if e.is_data() { "is not a JSON object" } else { "is not valid JSON" };
         GatewayError::invalid_request(format!(
