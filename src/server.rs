@@ -12,7 +12,9 @@ use pingora_core::services::listening::Service;
 
 use crate::admin::Admin;
 use crate::config::{self, Config, ConfigError};
+use crate::health::{alerts, prober::Prober, Health};
 use crate::proxy::Gateway;
+use crate::upstream::Upstreams;
 use crate::state::App;
 
 /// Marks the gateway ready once services run, and draining as soon as shutdown starts, so
@@ -87,7 +89,22 @@ pub fn run(opts: ServeOptions) -> Result<(), Vec<ConfigError>> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let gateway = Gateway::new(app.table.clone());
+    let upstreams = Arc::new(Upstreams::new());
+    let (alerts, webhook) = alerts::channel(cfg.health.alert_webhook.as_deref(), upstreams.clone());
+    let health = Health::new(&cfg.health, alerts);
+    let _ = app.health.set(health.clone());
+    if let Some(w) = webhook {
+        server.add_service(background_service("prism-alert-webhook", w));
+    }
+    server.add_service(background_service(
+        "prism-prober",
+        Prober {
+            app: app.clone(),
+            health: health.clone(),
+            upstreams: upstreams.clone(),
+        },
+    ));
+    let gateway = Gateway::new(app.clone(), upstreams, health);
     let mut data = pingora_proxy::http_proxy_service_with_name(&server.configuration, gateway, "prism-data-plane");
     data.add_tcp(&cfg.server.listen);
     server.add_service(data);

@@ -29,6 +29,8 @@ pub struct App {
     rebuild_lock: Mutex<()>,
     ready: AtomicBool,
     draining: AtomicBool,
+    /// Set once at start-up; a rebuild passes new breaker thresholds to it.
+    pub health: std::sync::OnceLock<Arc<crate::health::Health>>,
 }
 
 /// A config reload's outcome, for `POST /v1/reload` and the log.
@@ -51,6 +53,7 @@ impl App {
             rebuild_lock: Mutex::new(()),
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            health: std::sync::OnceLock::new(),
         }))
     }
 
@@ -87,6 +90,9 @@ impl App {
         let old = self.table.load_full();
         let changes = diff(&old, &table);
         self.table.store(Arc::new(table));
+        if let Some(h) = self.health.get() {
+            h.configure(&config.health);
+        }
         self.config.store(config);
         Ok(changes)
     }

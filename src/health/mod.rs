@@ -134,6 +134,8 @@ pub struct Health {
     upstreams: RwLock<HashMap<String, Arc<Upstream>>>,
     breaker_cfg: RwLock<BreakerConfig>,
     pub alerts: alerts::Alerts,
+    /// Retry tokens: each request deposits `retry_budget`, each retry takes one.
+    retry_tokens: Mutex<f64>,
 }
 
 /// Admission decision for one candidate.
@@ -152,6 +154,7 @@ impl Health {
             upstreams: RwLock::new(HashMap::new()),
             breaker_cfg: RwLock::new(cfg.breaker()),
             alerts,
+            retry_tokens: Mutex::new(10.0),
         })
     }
 
@@ -204,6 +207,23 @@ impl Health {
             Admission::Yes => Gate::Go,
             Admission::Trial => Gate::Trial,
             Admission::No => Gate::Skip(retry.unwrap_or(Duration::from_secs(1))),
+        }
+    }
+
+    pub fn deposit_retry_budget(&self, share: f64) {
+        if let Ok(mut t) = self.retry_tokens.lock() {
+            *t = (*t + share).min(10.0);
+        }
+    }
+
+    /// Take one retry from the budget, if any is left.
+    pub fn take_retry_token(&self) -> bool {
+        match self.retry_tokens.lock() {
+            Ok(mut t) if *t >= 1.0 => {
+                *t -= 1.0;
+                true
+            }
+            _ => false,
         }
     }
 

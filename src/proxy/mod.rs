@@ -20,21 +20,27 @@ use crate::auth;
 use crate::error::GatewayError;
 use crate::providers::Endpoint;
 use crate::router;
+use crate::health::Health;
+use crate::state::App;
 use crate::table::SharedTable;
 use crate::telemetry;
 use crate::upstream::Upstreams;
 use ctx::RequestCtx;
 
 pub struct Gateway {
+    pub app: Arc<App>,
     pub table: SharedTable,
     pub upstreams: Arc<Upstreams>,
+    pub health: Arc<Health>,
 }
 
 impl Gateway {
-    pub fn new(table: SharedTable) -> Self {
+    pub fn new(app: Arc<App>, upstreams: Arc<Upstreams>, health: Arc<Health>) -> Self {
         Gateway {
-            table,
-            upstreams: Arc::new(Upstreams::new()),
+            table: app.table.clone(),
+            app,
+            upstreams,
+            health,
         }
     }
 
@@ -118,8 +124,11 @@ impl Gateway {
             Ok(c) => c,
             Err(e) => return respond::error(session, ctx, &e, None).await,
         };
+        let config = self.app.config.load_full();
         let call = serve::Call {
             upstreams: &self.upstreams,
+            health: &self.health,
+            policy: &config.health,
             endpoint,
             body: &body,
             parsed: &parsed,

@@ -4,7 +4,7 @@
 //! it, a failure ends the stream with an in-band error event, never a clean finish.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pingora_proxy::Session;
@@ -12,7 +12,9 @@ use pingora_proxy::Session;
 use super::ctx::RequestCtx;
 use super::request::Parsed;
 use super::respond;
+use crate::config::HealthSection;
 use crate::error::{Fault, GatewayError};
+use crate::health::{Gate, Health, Outcome};
 use crate::providers::{self, completions, Ctx, Endpoint, Kind, Notes, StreamTranslator};
 use crate::router::Candidate;
 use crate::upstream::{Exchange, Upstreams};
@@ -29,6 +31,8 @@ enum Attempt {
 
 pub struct Call<'a> {
     pub upstreams: &'a Upstreams,
+    pub health: &'a Health,
+    pub policy: &'a HealthSection,
     pub endpoint: Endpoint,
     pub body: &'a Bytes,
     pub parsed: &'a Parsed,
@@ -48,29 +52,72 @@ fn completions_via_chat(kind: Kind) -> bool {
 }
 
 impl Call<'_> {
-    /// Try each candidate in order; answer the client exactly once.
+    /// Try each candidate in order, skipping ejected ones; answer the client exactly once.
     pub async fn run(&self, session: &mut Session, ctx: &mut RequestCtx, candidates: &[Candidate]) -> pingora_error::Result<()> {
+        self.health.deposit_retry_budget(self.policy.retry_budget);
         let mut first_client_error: Option<GatewayError> = None;
         let mut last_error: Option<GatewayError> = None;
         let mut chat_body: Option<Bytes> = None;
+        let mut soonest_back: Option<Duration> = None;
         for (i, cand) in candidates.iter().enumerate() {
-            ctx.attempts += 1;
-            ctx.provider = Some(cand.provider.name.clone());
-            let outcome = self.attempt(session, ctx, cand, &mut chat_body).await;
-            match outcome {
-                Attempt::Done => return Ok(()),
-                Attempt::Stop(e) => return respond::error(session, ctx, &e, None).await,
-                Attempt::Failed(e) => {
-                    log::debug!("request_id={} provider={} status={} attempt failed: {}", ctx.request_id, cand.provider.name, e.status, e.message);
-                    if let Some(next) = candidates.get(i + 1) {
-                        ctx.failovers.push((cand.provider.name.clone(), next.provider.name.clone(), e.label()));
+            let p = &cand.provider;
+            let next = candidates.get(i + 1).map(|c| c.provider.name.clone());
+            let mut gate = self.health.gate(p);
+            // Retries stay on the last candidate; earlier ones fail over at once.
+            let mut retries_left = if next.is_none() { self.policy.retries } else { 0 };
+            let mut backoff_step = 0u32;
+            loop {
+                if let Gate::Skip(wait) = gate {
+                    soonest_back = Some(soonest_back.map_or(wait, |w| w.min(wait)));
+                    if let Some(n) = &next {
+                        ctx.failovers.push((p.name.clone(), n.clone(), "ejected"));
                     }
-                    if e.fault == Fault::Client && first_client_error.is_none() {
-                        first_client_error = Some(e);
-                    } else {
-                        last_error = Some(e);
-                    }
+                    break;
                 }
+                ctx.attempts += 1;
+                ctx.provider = Some(p.name.clone());
+                let (outcome, report) = self.attempt(session, ctx, cand, &mut chat_body).await;
+                match report {
+                    Some(o) => self.health.report(p, o),
+                    None if gate == Gate::Trial => self.health.release(p),
+                    None => {}
+                }
+                let e = match outcome {
+                    Attempt::Done => return Ok(()),
+                    Attempt::Stop(e) => return respond::error(session, ctx, &e, None).await,
+                    Attempt::Failed(e) => e,
+                };
+                log::debug!(
+                    "request_id={} provider={} status={} reason={} attempt failed: {}",
+                    ctx.request_id,
+                    p.name,
+                    e.status,
+                    e.label(),
+                    e.message
+                );
+                let wait = e.retry_after.map(Duration::from_secs).unwrap_or_default();
+                let may_retry = retries_left > 0
+                    && e.retryable
+                    && e.fault != Fault::Client
+                    && wait <= self.policy.max_retry_wait.0
+                    && self.health.take_retry_token();
+                if may_retry {
+                    retries_left -= 1;
+                    tokio::time::sleep(backoff(self.policy.retry_backoff.0, backoff_step).max(wait)).await;
+                    backoff_step += 1;
+                    gate = self.health.gate(p);
+                    last_error = Some(e);
+                    continue;
+                }
+                if let Some(n) = &next {
+                    ctx.failovers.push((p.name.clone(), n.clone(), e.label()));
+                }
+                if e.fault == Fault::Client && first_client_error.is_none() {
+                    first_client_error = Some(e);
+                } else {
+                    last_error = Some(e);
+                }
+                break;
             }
         }
         let e = match (first_client_error, last_error) {
@@ -79,26 +126,35 @@ impl Call<'_> {
             (None, Some(e)) => {
                 let retry = e.retry_after.unwrap_or(1);
                 GatewayError::unavailable(format!(
-                    "No provider could serve model `{}` ({} tried); last error: {}",
+                    "No provider could serve model `{}` ({} candidates); last error: {}",
                     self.parsed.model,
                     candidates.len(),
                     e.message
                 ))
                 .with_retry_after(Some(retry))
             }
-            (None, None) => GatewayError::model_not_found(&self.parsed.model),
+            (None, None) => {
+                let retry = soonest_back.map(|d| d.as_secs_f64().ceil() as u64).unwrap_or(1).max(1);
+                GatewayError::unavailable(format!(
+                    "Every provider for model `{}` is currently ejected or rate-limited; retry after {retry}s",
+                    self.parsed.model
+                ))
+                .with_retry_after(Some(retry))
+            }
         };
         respond::error(session, ctx, &e, None).await
     }
 
-    async fn attempt(&self, session: &mut Session, ctx: &mut RequestCtx, cand: &Candidate, chat_body: &mut Option<Bytes>) -> Attempt {
+    /// One exchange with one candidate, and what it says about the upstream's health
+    /// (`None` when the upstream was never contacted).
+    async fn attempt(&self, session: &mut Session, ctx: &mut RequestCtx, cand: &Candidate, chat_body: &mut Option<Bytes>) -> (Attempt, Option<Outcome>) {
         let p = &cand.provider;
         let via_chat = self.endpoint == Endpoint::Completions && completions_via_chat(p.kind);
         let body: &[u8] = if via_chat {
             if chat_body.is_none() {
                 match completions::to_chat_request(self.body) {
                     Ok(b) => *chat_body = Some(b),
-                    Err(e) => return Attempt::Stop(e),
+                    Err(e) => return (Attempt::Stop(e), None),
                 }
             }
             chat_body.as_deref().unwrap_or_default()
@@ -127,69 +183,99 @@ impl Call<'_> {
         };
         let req = match providers::build_request(body, &tctx) {
             Ok(r) => r,
-            Err(e) => return Attempt::Failed(e.with_fault(Fault::Client)),
+            Err(e) => return (Attempt::Failed(e.with_fault(Fault::Client)), None),
         };
-        let t0 = Instant::now();
+        let sent_at = Instant::now();
         let sent = self.upstreams.send(p, &req).await;
-        ctx.upstream_time += t0.elapsed();
+        ctx.upstream_time += sent_at.elapsed();
         let mut x = match sent {
             Ok(x) => x,
-            Err((_, e)) => return Attempt::Failed(e),
+            Err((_, e)) => {
+                let report = failure(&e);
+                return (Attempt::Failed(e), Some(report));
+            }
         };
+        let headroom = |name: &str| x.headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        self.health.note_headroom(
+            p,
+            headroom("x-ratelimit-remaining-requests").or_else(|| headroom("anthropic-ratelimit-requests-remaining")),
+            headroom("x-ratelimit-remaining-tokens").or_else(|| headroom("anthropic-ratelimit-tokens-remaining")),
+        );
         if !(200..300).contains(&x.status) {
             let status = x.status;
             let headers = std::mem::take(&mut x.headers);
             let raw = x.read_all(1 << 20).await.unwrap_or_default();
             self.upstreams.release(x).await;
             let e = providers::translate_error(p.kind, status, &headers, &raw, now_unix());
-            // The client's own mistakes are not retried elsewhere.
-            return if e.fault == Fault::Client { Attempt::Stop(e) } else { Attempt::Failed(e) };
+            // The client's own mistakes are not retried elsewhere, and do not count against
+            // the upstream that reported them.
+            if e.fault == Fault::Client {
+                let ok = Outcome::Success { latency: sent_at.elapsed(), ttft: None };
+                return (Attempt::Stop(e), Some(ok));
+            }
+            let report = if status == 429 && e.kind == "rate_limit_error" {
+                Outcome::RateLimited { retry_after: e.retry_after }
+            } else {
+                failure(&e)
+            };
+            return (Attempt::Failed(e), Some(report));
         }
         if self.parsed.stream {
             let inner = providers::stream_translator(&tctx);
             let translator: Box<dyn StreamTranslator> =
                 if via_chat { Box::new(completions::CompletionsStream::new(inner)) } else { inner };
-            self.relay_stream(session, ctx, x, translator, &req.notes).await
+            self.relay_stream(session, ctx, x, translator, &req.notes, sent_at).await
         } else {
-            let t0 = Instant::now();
+            let read_at = Instant::now();
             let read = x.read_all(self.max_response).await;
-            ctx.upstream_time += t0.elapsed();
+            ctx.upstream_time += read_at.elapsed();
             let raw = match read {
                 Ok(b) => b,
                 Err(e) => {
                     x.abort().await;
-                    return Attempt::Failed(e);
+                    let report = failure(&e);
+                    return (Attempt::Failed(e), Some(report));
                 }
             };
             self.upstreams.release(x).await;
             let translated = match providers::translate_response(&raw, &tctx) {
                 Ok(t) => t,
-                Err(e) => return Attempt::Failed(e),
+                Err(e) => {
+                    let report = failure(&e);
+                    return (Attempt::Failed(e), Some(report));
+                }
             };
             let body = if via_chat {
                 match completions::from_chat_response(&translated.body) {
                     Ok(b) => b,
-                    Err(e) => return Attempt::Failed(e),
+                    Err(e) => return (Attempt::Failed(e), None),
                 }
             } else {
                 translated.body
             };
+            let report = Outcome::Success { latency: sent_at.elapsed(), ttft: None };
             ctx.usage = translated.usage;
             ctx.upstream_model = translated.upstream_model;
             let mut h = respond::header(200, "application/json", ctx);
             respond::add_notes(&mut h, &req.notes);
-            match respond::json(session, ctx, h, body).await {
-                Ok(()) => Attempt::Done,
-                Err(_) => {
-                    ctx.status = 499;
-                    Attempt::Done
-                }
+            if respond::json(session, ctx, h, body).await.is_err() {
+                ctx.status = 499;
             }
+            (Attempt::Done, Some(report))
         }
     }
 
     /// Relay a stream through its translator, holding everything until the commit point.
-    async fn relay_stream(&self, session: &mut Session, ctx: &mut RequestCtx, mut x: Exchange, mut t: Box<dyn StreamTranslator>, notes: &Notes) -> Attempt {
+    async fn relay_stream(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mut x: Exchange,
+        mut t: Box<dyn StreamTranslator>,
+        notes: &Notes,
+        sent_at: Instant,
+    ) -> (Attempt, Option<Outcome>) {
+        let mut ttft = None;
         let mut out = BytesMut::new();
         let mut started = false;
         loop {
@@ -202,9 +288,10 @@ impl Call<'_> {
                 Err(e) => (Err(e), true),
             };
             if let Err(e) = result {
+                let report = failure(&e);
                 if !started {
                     x.abort().await;
-                    return Attempt::Failed(e);
+                    return (Attempt::Failed(e), Some(report));
                 }
                 // After the commit point: what was translated, then the error event, then close.
                 out.extend_from_slice(&e.sse_event());
@@ -213,11 +300,12 @@ impl Call<'_> {
                 session.set_keepalive(None);
                 x.abort().await;
                 self.finish_ctx(ctx, t.as_ref());
-                return Attempt::Done;
+                return (Attempt::Done, Some(report));
             }
             if !started && (t.committed() || end) {
                 started = true;
                 ctx.ttft = Some(ctx.started.elapsed());
+                ttft = Some(sent_at.elapsed());
                 self.finish_ctx(ctx, t.as_ref());
                 let mut h = respond::header(200, "text/event-stream", ctx);
                 let _ = h.insert_header("cache-control", "no-cache");
@@ -226,7 +314,7 @@ impl Call<'_> {
                 if session.write_response_header(Box::new(h), false).await.is_err() {
                     x.abort().await;
                     ctx.status = 499;
-                    return Attempt::Done;
+                    return (Attempt::Done, None);
                 }
             }
             if started
@@ -237,13 +325,13 @@ impl Call<'_> {
                     // The client went away: stop reading from the upstream too.
                     x.abort().await;
                     ctx.status = 499;
-                    return Attempt::Done;
+                    return (Attempt::Done, None);
                 }
             }
             if end {
                 self.finish_ctx(ctx, t.as_ref());
                 self.upstreams.release(x).await;
-                return Attempt::Done;
+                return (Attempt::Done, Some(Outcome::Success { latency: sent_at.elapsed(), ttft }));
             }
         }
     }
@@ -254,4 +342,18 @@ impl Call<'_> {
             ctx.upstream_model = Some(m.to_string());
         }
     }
+}
+
+fn failure(e: &GatewayError) -> Outcome {
+    Outcome::Failure {
+        reason: e.label(),
+        message: e.message.clone(),
+    }
+}
+
+/// Exponential backoff with jitter: base × 2^step × [0.5, 1.5), capped at 10 s.
+fn backoff(base: Duration, step: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << step.min(10));
+    let jitter: f64 = 0.5 + rand::random::<f64>();
+    exp.mul_f64(jitter).min(Duration::from_secs(10))
 }
