@@ -234,6 +234,10 @@ impl Health {
         }
     }
 
+    pub fn is_rate_limited(&self, p: &Provider) -> bool {
+        self.upstream(p).rate_limited(Instant::now()).is_some()
+    }
+
     /// Whether routing would currently skip `p` (no side effects).
     pub fn available(&self, p: &Provider) -> bool {
         let u = self.upstream(p);

@@ -59,6 +59,7 @@ impl Call<'_> {
         let mut last_error: Option<GatewayError> = None;
         let mut chat_body: Option<Bytes> = None;
         let mut soonest_back: Option<Duration> = None;
+        let mut all_rate_limited = true;
         for (i, cand) in candidates.iter().enumerate() {
             let p = &cand.provider;
             let next = candidates.get(i + 1).map(|c| c.provider.name.clone());
@@ -69,8 +70,11 @@ impl Call<'_> {
             loop {
                 if let Gate::Skip(wait) = gate {
                     soonest_back = Some(soonest_back.map_or(wait, |w| w.min(wait)));
+                    let rate_limited = self.health.is_rate_limited(p);
+                    all_rate_limited &= rate_limited;
                     if let Some(n) = &next {
-                        ctx.failovers.push((p.name.clone(), n.clone(), "ejected"));
+                        let reason = if rate_limited { "rate_limited" } else { "ejected" };
+                        ctx.failovers.push((p.name.clone(), n.clone(), reason));
                     }
                     break;
                 }
@@ -135,11 +139,19 @@ impl Call<'_> {
             }
             (None, None) => {
                 let retry = soonest_back.map(|d| d.as_secs_f64().ceil() as u64).unwrap_or(1).max(1);
-                GatewayError::unavailable(format!(
-                    "Every provider for model `{}` is currently ejected or rate-limited; retry after {retry}s",
-                    self.parsed.model
-                ))
-                .with_retry_after(Some(retry))
+                if all_rate_limited {
+                    GatewayError::rate_limited(format!(
+                        "Every provider for model `{}` is rate-limited; retry after {retry}s",
+                        self.parsed.model
+                    ))
+                    .with_retry_after(Some(retry))
+                } else {
+                    GatewayError::unavailable(format!(
+                        "Every provider for model `{}` is currently ejected or rate-limited; retry after {retry}s",
+                        self.parsed.model
+                    ))
+                    .with_retry_after(Some(retry))
+                }
             }
         };
         respond::error(session, ctx, &e, None).await

@@ -5,6 +5,7 @@
 //! and the client really receives events split mid-line and mid-UTF-8 character.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
