@@ -75,9 +75,9 @@ async fn upstream_auth_and_model_rewrite() {
 async fn usage_chunk_only_when_asked() {
     let mock = Mock::start();
     let gw = Gateway::start(&config(&mock)).await;
-    // Mistral and LM Studio get no stream_options upstream (they reject or ignore it); the
-    // usage they send on their own is covered by the translator's case 35.
-    for kind in ["openai", "ollama", "vllm"] {
+    // Mistral gets no stream_options upstream (it rejects it) and sends usage on its own;
+    // that is covered by the translator's case 35.
+    for kind in ["openai", "ollama", "vllm", "lmstudio"] {
         let mut body = chat_body(&format!("{kind}/m"), 200, true);
         body["stream_options"] = json!({"include_usage": true});
         let (status, events) = gw.chat_stream(&body).await;

@@ -139,7 +139,7 @@ pub fn build_request(body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
             (_, "stream_options") => {
                 // The gateway honours include_usage itself; upstream it asks for usage only
                 // where the server supports the option, so metrics see tokens.
-                if ctx.stream && matches!(kind, Kind::Openai | Kind::Ollama | Kind::Vllm) {
+                if ctx.stream && matches!(kind, Kind::Openai | Kind::Ollama | Kind::Vllm | Kind::Lmstudio) {
                     w.value("stream_options", &json!({"include_usage": true}));
                 }
             }
