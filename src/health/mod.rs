@@ -387,7 +387,9 @@ impl Health {
             .upstreams_of(table)
             .into_iter()
             .map(|(p, u)| {
-                let s = u.stats.lock();
+                // state() and breaker_state() take the locks themselves: call them first.
+                let state = u.state(now);
+                let breaker = u.breaker_state();
                 let (ratio, consecutive, retry_in) = u
                     .breaker
                     .lock()
@@ -397,13 +399,13 @@ impl Health {
                     "provider": p.name,
                     "kind": p.kind.as_str(),
                     "upstream": u.base_url,
-                    "state": u.state(now),
-                    "breaker": u.breaker_state(),
+                    "state": state,
+                    "breaker": breaker,
                     "error_rate": ratio,
                     "consecutive_failures": consecutive,
                     "breaker_retry_in_ms": retry_in.map(|d| d.as_millis() as u64),
                 });
-                if let Ok(s) = s {
+                if let Ok(s) = u.stats.lock() {
                     let mut lat: Vec<f64> = s.recent.iter().map(|(_, l)| *l).collect();
                     lat.sort_by(|a, b| a.total_cmp(b));
                     let pct = |q: f64| (!lat.is_empty()).then(|| lat[((lat.len() - 1) as f64 * q).round() as usize]);
