@@ -23,7 +23,11 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 pub struct Mock {
@@ -46,7 +50,9 @@ impl Mock {
             .expect("spawn prism-mock");
         let stdout = child.stdout.take().expect("mock stdout");
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("mock banner");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("mock banner");
         let port = line
             .trim()
             .rsplit(':')
@@ -66,8 +72,14 @@ impl Mock {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub async fn control(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
-        let mut req = reqwest::Client::new().request(method, format!("{}/_mock/{path}", self.root()));
+    pub async fn control(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let mut req =
+            reqwest::Client::new().request(method, format!("{}/_mock/{path}", self.root()));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -216,7 +228,9 @@ impl Gateway {
     }
 
     pub fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status();
     }
 
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
@@ -243,7 +257,10 @@ pub fn sse_data(text: &str) -> Vec<String> {
         .filter_map(|ev| {
             let data: Vec<&str> = ev
                 .lines()
-                .filter_map(|l| l.strip_prefix("data:").map(|d| d.strip_prefix(' ').unwrap_or(d)))
+                .filter_map(|l| {
+                    l.strip_prefix("data:")
+                        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                })
                 .collect();
             (!data.is_empty()).then(|| data.join("\n"))
         })

@@ -120,6 +120,17 @@ def errors(model):
         raise AssertionError("expected NotFoundError")
     except openai.NotFoundError as e:
         assert e.code == "model_not_found", e
+    # A failure after content has streamed is raised by the SDK, never a clean finish.
+    got = ""
+    try:
+        for chunk in client.chat.completions.create(
+                model=model + "@inband_error_after=2", stream=True,
+                messages=[{"role": "user", "content": "Hello"}]):
+            got += "".join(c.delta.content or "" for c in chunk.choices)
+        raise AssertionError("expected APIError after: " + got)
+    except openai.APIError as e:
+        assert got, "content arrived before the error"
+        assert not isinstance(e, openai.APIStatusError), "an in-band error, not an HTTP status"
     bad = OpenAI(base_url=base_url, api_key="sk-wrong", max_retries=0)
     try:
         bad.models.list()
@@ -143,7 +154,7 @@ for spec in models:
     if not chat_only:
         check(f"{model} completions", lambda: completions(model))
         check(f"{model} embeddings", lambda: embeddings(model))
-check("errors", lambda: errors(models[0]))
+check("errors", lambda: errors(models[0].split(":", 1)[-1]))
 check("models", models_list)
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
