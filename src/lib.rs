@@ -18,3 +18,4 @@ pub mod telemetry;
 pub mod server;
 pub mod admin;
 pub mod state;
+pub mod store;

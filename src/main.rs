@@ -1,11 +1,14 @@
-//! `prism`: the command line. `serve` runs the gateway, `check-config` validates a config.
+//! `prism`: the command line. `serve` runs the gateway, `check-config` validates a config, `keys`
+//! rotates or generates the master key of the control-plane store.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use prism_gateway::server::{self, ServeOptions};
+use prism_gateway::store::{rotate, MasterKey};
 use prism_gateway::{table::Table, telemetry};
+use secrecy::ExposeSecret;
 
 #[derive(Parser)]
 #[command(name = "prism", version, about = "Prism: an OpenAI-compatible LLM gateway on Pingora")]
@@ -31,6 +34,11 @@ enum Command {
         #[arg(short = 't', long)]
         test: bool,
     },
+    /// Manage the master key that encrypts provider API keys in the store.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Validate a config file and print every error with its path.
     CheckConfig {
         /// Config file (default: $PRISM_CONFIG, else conf/prism.toml).
@@ -39,9 +47,55 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-encrypt every stored provider key under a new master key, all or nothing. The
+    /// current key comes from PRISM_MASTER_KEY or PRISM_MASTER_KEY_FILE; the new one from
+    /// --new-key-file, else PRISM_NEW_MASTER_KEY or PRISM_NEW_MASTER_KEY_FILE. A gateway
+    /// running on the store keeps serving but refuses writes (409) until it is restarted with
+    /// the new key.
+    Rotate {
+        /// Config file, for `server.data_dir` (default: $PRISM_CONFIG, else conf/prism.toml).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Store directory (default: $PRISM_DATA_DIR, else the config's server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// File holding the new master key: 32 bytes, base64.
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+    },
+    /// Print a new random master key (32 bytes, base64) for PRISM_MASTER_KEY.
+    Generate,
+}
+
+fn keys(command: KeysCommand) -> ExitCode {
+    match command {
+        KeysCommand::Generate => {
+            println!("{}", MasterKey::generate().to_base64().expose_secret());
+            ExitCode::SUCCESS
+        }
+        KeysCommand::Rotate {
+            config,
+            data_dir,
+            new_key_file,
+        } => match rotate::command(config, data_dir, new_key_file, &|k| std::env::var(k).ok()) {
+            Ok(msg) => {
+                println!("{msg}");
+                ExitCode::SUCCESS
+            }
+            Err(msg) => {
+                eprintln!("{msg}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Keys { command } => keys(command),
         Command::CheckConfig { config } => {
             let path = server::config_path(config);
             let result = server::load_file(&path).and_then(|c| Table::build(&c, Vec::new()).map(|_| c));

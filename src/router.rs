@@ -75,13 +75,20 @@ fn push(table: &Table, out: &mut Vec<Candidate>, provider: &str, model: &str) {
 
 /// Every routable model name for `/v1/models`: routes, then `provider/model` for each
 /// configured model, and bare names for the default provider. (id, owned_by)
-pub fn list_models(table: &Table) -> Vec<(String, String)> {
+pub fn list_models(table: &Table, discovered: &std::collections::HashMap<String, Vec<String>>) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = table.route_order.iter().map(|r| (r.clone(), "prism".to_string())).collect();
     let mut names: Vec<&String> = table.providers.keys().collect();
     names.sort();
     for name in names {
         let p = &table.providers[name];
-        for m in &p.models {
+        let found = discovered.get(name).filter(|_| p.discover_models);
+        let mut listed: Vec<&String> = p.models.iter().collect();
+        for m in found.into_iter().flatten() {
+            if !listed.contains(&m) {
+                listed.push(m);
+            }
+        }
+        for m in listed {
             out.push((format!("{name}/{m}"), name.clone()));
             if *name == table.default_provider {
                 out.push((m.clone(), name.clone()));
@@ -159,7 +166,7 @@ targets = [{ target = "openai/a", weight = 1 }, { target = "gpu/b", weight = 3 }
     #[test]
     fn models_listing() {
         let t = table(CONF);
-        let ids: Vec<String> = list_models(&t).into_iter().map(|(id, _)| id).collect();
+        let ids: Vec<String> = list_models(&t, &Default::default()).into_iter().map(|(id, _)| id).collect();
         assert_eq!(ids, ["smart", "split", "openai/gpt-4o-mini", "gpt-4o-mini"]);
     }
 }

@@ -10,17 +10,22 @@ use pingora_core::server::{Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
 
-use crate::admin::Admin;
+use crate::admin::control::StoreLoader;
+use crate::admin::{Admin, ControlPlane};
+use crate::config::watcher::Watcher;
 use crate::config::{self, Config, ConfigError};
 use crate::health::{alerts, prober::Prober, Health};
 use crate::proxy::Gateway;
 use crate::upstream::Upstreams;
 use crate::state::App;
+use crate::telemetry::metrics::METRICS;
+use crate::telemetry::MetricsService;
 
 /// Marks the gateway ready once services run, and draining as soon as shutdown starts, so
 /// a load balancer stops sending traffic while in-flight requests finish.
 struct Lifecycle {
     app: Arc<App>,
+    pid_file: String,
 }
 
 #[async_trait]
@@ -29,7 +34,17 @@ impl BackgroundService for Lifecycle {
         self.app.set_ready(true);
         let _ = shutdown.changed().await;
         self.app.set_draining();
-        log::info!("shutdown started: draining");
+        let started = std::time::Instant::now();
+        log::info!("in_flight={} shutdown started: draining", METRICS.in_flight_total());
+        // Give in-flight requests the grace period; leave as soon as none is left.
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if METRICS.in_flight_total() <= 0 {
+                log::info!("drained_ms={} no request in flight: exiting", started.elapsed().as_millis());
+                let _ = std::fs::remove_file(&self.pid_file);
+                std::process::exit(0);
+            }
+        }
     }
 }
 
@@ -77,9 +92,11 @@ pub fn run(opts: ServeOptions) -> Result<(), Vec<ConfigError>> {
         daemon: opts.daemon,
         ..ServerConf::default()
     };
-    // Pingora's default is to sleep 300 s before draining; ours comes from the config.
-    conf.grace_period_seconds = Some(1);
-    conf.graceful_shutdown_timeout_seconds = Some(cfg.server.grace_period.0.as_secs().max(1));
+    // Pingora stops accepting at once, then sleeps the grace period (its default is 300 s)
+    // before cancelling every task: that sleep is our drain window. `Lifecycle` ends the
+    // process early once nothing is in flight.
+    conf.grace_period_seconds = Some(cfg.server.grace_period.0.as_secs().max(1));
+    conf.graceful_shutdown_timeout_seconds = Some(2);
     let opt = Opt {
         upgrade: opts.upgrade,
         daemon: opts.daemon,
@@ -113,15 +130,44 @@ pub fn run(opts: ServeOptions) -> Result<(), Vec<ConfigError>> {
     if admin_key_hash.is_none() {
         log::warn!("PRISM_ADMIN_KEY is not set: the control plane answers 401 to every protected endpoint");
     }
+    let control = Arc::new(ControlPlane::new(app.clone()));
+    if opts.daemon {
+        // sled's I/O threads do not survive the daemon fork: read the store after it.
+        let loader = StoreLoader {
+            control: control.clone(),
+            data_dir: cfg.server.data_dir.clone(),
+        };
+        server.add_service(background_service("prism-store", loader));
+    } else {
+        control.open_store(&cfg.server.data_dir)?;
+    }
     let admin = Admin {
         app: app.clone(),
         admin_key_hash,
+        control: Some(control),
     };
     let mut admin_svc = Service::new("prism-control-plane".to_string(), admin);
     admin_svc.threads = Some(1);
     admin_svc.add_tcp(&cfg.server.admin_listen);
     server.add_service(admin_svc);
-    server.add_service(background_service("prism-lifecycle", Lifecycle { app: app.clone() }));
+    server.add_service(background_service("prism-lifecycle", Lifecycle {
+            app: app.clone(),
+            pid_file: cfg.server.pid_file.clone(),
+        }));
+    server.add_service(background_service(
+        "prism-config-watcher",
+        Watcher {
+            app: app.clone(),
+            interval: std::time::Duration::from_secs(1),
+        },
+    ));
+    if let Ok(text) = std::fs::read_to_string(&opts.config) {
+        crate::telemetry::metrics::METRICS.set_config_hash(&text);
+    }
+    let mut metrics_svc = Service::new("prism-metrics".to_string(), MetricsService { app: app.clone() });
+    metrics_svc.threads = Some(1);
+    metrics_svc.add_tcp(&cfg.server.metrics_listen);
+    server.add_service(metrics_svc);
 
     log::info!("listen={} providers={} routes={} prism data plane starting", cfg.server.listen, cfg.providers.len(), cfg.routes.len());
     server.run_forever()

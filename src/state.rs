@@ -29,6 +29,8 @@ pub struct App {
     rebuild_lock: Mutex<()>,
     ready: AtomicBool,
     draining: AtomicBool,
+    /// Models each `discover_models` provider listed at its last successful probe.
+    discovered: std::sync::RwLock<std::collections::HashMap<String, Vec<String>>>,
     /// Set once at start-up; a rebuild passes new breaker thresholds to it.
     pub health: std::sync::OnceLock<Arc<crate::health::Health>>,
 }
@@ -54,6 +56,7 @@ impl App {
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             health: std::sync::OnceLock::new(),
+            discovered: Default::default(),
         }))
     }
 
@@ -99,8 +102,19 @@ impl App {
 
     /// Re-read the config file; on any error the running config stays.
     pub fn reload_file(&self) -> Result<Changes, Vec<ConfigError>> {
-        let cfg = crate::server::load_file(&self.config_path)?;
-        let changes = self.rebuild(Some(cfg))?;
+        let metrics = &crate::telemetry::metrics::METRICS;
+        let loaded = std::fs::read_to_string(&self.config_path)
+            .map_err(|e| {
+                vec![ConfigError {
+                    path: String::new(),
+                    message: format!("cannot read {}: {e}", self.config_path.display()),
+                }]
+            })
+            .and_then(|text| crate::config::load(&text, &|k| std::env::var(k).ok()).map(|c| (c, text)));
+        let result = loaded.and_then(|(cfg, text)| self.rebuild(Some(cfg)).map(|c| (c, text)));
+        metrics.reload(result.is_ok());
+        let (changes, text) = result?;
+        metrics.set_config_hash(&text);
         log::info!(
             "added={:?} removed={:?} changed={:?} routes_changed={} config reloaded",
             changes.added,
@@ -109,6 +123,18 @@ impl App {
             changes.routes_changed
         );
         Ok(changes)
+    }
+
+    pub fn set_discovered(&self, provider: &str, mut models: Vec<String>) {
+        models.truncate(2000);
+        if let Ok(mut d) = self.discovered.write() {
+            d.insert(provider.to_string(), models);
+        }
+    }
+
+    /// Discovered models per provider (cached; empty until the first probe).
+    pub fn discovered(&self) -> std::collections::HashMap<String, Vec<String>> {
+        self.discovered.read().map(|d| d.clone()).unwrap_or_default()
     }
 
     pub fn set_ready(&self, ready: bool) {

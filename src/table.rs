@@ -75,6 +75,7 @@ pub struct Provider {
     pub fallbacks: Vec<String>,
     pub headers: Vec<(String, String)>,
     pub fetch_images: bool,
+    pub discover_models: bool,
     /// Stable identity for health state: name + base URL. Survives reloads.
     pub upstream_id: String,
     /// Where the entry came from: `file` or `store`.
@@ -155,6 +156,7 @@ impl Provider {
             fallbacks: p.fallbacks.clone(),
             headers,
             fetch_images: p.fetch_images,
+            discover_models: p.discover_models,
             source,
         })
     }

@@ -1,5 +1,6 @@
 //! The OpenAI API through Prism to every OpenAI-compatible kind, backed by the mock:
 //! chat (JSON and SSE), completions, embeddings, models, at 1 KiB and 1 MiB, and bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -268,4 +269,33 @@ async fn request_id_is_echoed_or_made() {
     let r = gw.post("/v1/chat/completions", &chat_body("openai/m", 100, true)).await;
     assert!(r.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
     assert_eq!(r.headers()["content-type"], "text/event-stream");
+}
+
+#[tokio::test]
+async fn models_discovered_from_provider_list_endpoints() {
+    let mock = Mock::start();
+    let cfg = format!(
+        "[health]\nprobe_interval = \"300ms\"\n\
+         [providers.openai]\nbase_url = \"{}\"\nmodels = [\"configured-one\"]\ndiscover_models = true\n\
+         [providers.gemini]\nbase_url = \"{}\"\napi_key = \"k\"\ndiscover_models = true\n\
+         [providers.vllm]\nbase_url = \"{}\"\nmodels = [\"only-configured\"]\n",
+        mock.v1(),
+        mock.root(),
+        mock.v1()
+    );
+    let gw = Gateway::start(&cfg).await;
+    let c = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let v: Value = c.get(format!("{}/v1/models", gw.url())).bearer_auth(KEY).send().await.unwrap().json().await.unwrap();
+        let ids: Vec<String> = v["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect();
+        let discovered_openai = ids.iter().filter(|i| i.starts_with("openai/")).count();
+        if discovered_openai > 1 && ids.iter().any(|i| i == "gemini/gemini-2.5-flash") {
+            assert!(ids.contains(&"openai/configured-one".to_string()), "configured names stay: {ids:?}");
+            assert_eq!(ids.iter().filter(|i| i.starts_with("vllm/")).count(), 1, "no discovery unless enabled: {ids:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ids:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

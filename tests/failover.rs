@@ -2,6 +2,7 @@
 //! in each way, every request of a bounded loop succeeds through the backup, the primary is
 //! ejected after the threshold and stops receiving traffic, and after it recovers the
 //! breaker lets only trial requests through before closing. At 1 KiB and 1 MiB.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

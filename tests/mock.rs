@@ -1,5 +1,6 @@
 //! prism-mock, black-box: starts the built binary and checks every wire format, the stream event
 //! sequences, the fault directives, the control endpoints and TLS.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -1,6 +1,7 @@
 //! The official `openai` Python SDK, unchanged, through Prism to every provider kind backed
 //! by the mock: chat, streams, streamed parallel tool calls, completions, embeddings (the
 //! SDK's default base64 encoding) and models. `scripts/setup.sh` installs the SDK.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,6 +1,10 @@
 //! The control plane: its own listener (a Pingora service with one thread), bearer
 //! `PRISM_ADMIN_KEY` on everything but `/healthz` and `/readyz`.
 
+pub mod control;
+pub mod keys;
+pub mod org_configs;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,12 +13,132 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde_json::json;
 
+use crate::error::GatewayError;
 use crate::state::App;
+
+pub use control::ControlPlane;
+
+/// Largest accepted control-plane request body.
+pub const MAX_BODY: usize = 1 << 20;
 
 pub struct Admin {
     pub app: Arc<App>,
     /// SHA-256 of `PRISM_ADMIN_KEY`; `None` means every protected endpoint answers 401.
     pub admin_key_hash: Option<[u8; 32]>,
+    /// The runtime records (org configs, gateway keys); `None` when no store is attached.
+    pub control: Option<Arc<ControlPlane>>,
+}
+
+/// The collections served under `/v1/`, and the record id when the path names one.
+enum Resource<'a> {
+    OrgConfigs(Option<&'a str>),
+    Keys(Option<&'a str>),
+}
+
+fn resource(path: &str) -> Option<Resource<'_>> {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    // `None`: the collection itself; `Some(id)`: one record (ids never contain `/`).
+    fn item(rest: &str) -> Option<Option<&str>> {
+        match rest.strip_prefix('/') {
+            None if rest.is_empty() => Some(None),
+            Some(id) if !id.is_empty() && !id.contains('/') => Some(Some(id)),
+            _ => None,
+        }
+    }
+    if let Some(rest) = path.strip_prefix("/v1/org_configs") {
+        return item(rest).map(Resource::OrgConfigs);
+    }
+    if let Some(rest) = path.strip_prefix("/v1/keys") {
+        return item(rest).map(Resource::Keys);
+    }
+    None
+}
+
+/// The whole request body, refused with 413 past `limit` (checked against Content-Length
+/// first, then while reading).
+async fn read_body(session: &mut ServerSession, limit: usize) -> Result<Vec<u8>, GatewayError> {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::too_large(limit));
+    }
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > limit {
+                    return Err(GatewayError::too_large(limit));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(GatewayError::invalid_request(format!(
+                    "Cannot read the request body: {e}"
+                )))
+            }
+        }
+    }
+}
+
+impl Admin {
+    /// `/v1/org_configs` and `/v1/keys`: read the body when the method has one, then hand it
+    /// to the handler. Handlers are synchronous: they hold the write lock, never across I/O
+    /// with the client.
+    async fn records(
+        &self,
+        session: &mut ServerSession,
+        method: &str,
+        res: Resource<'_>,
+    ) -> Response<Vec<u8>> {
+        let Some(cp) = &self.control else {
+            return error_response(&GatewayError::unavailable(
+                "The control-plane store is not available.",
+            ));
+        };
+        let body = if matches!(method, "POST" | "PATCH") {
+            match read_body(session, MAX_BODY).await {
+                Ok(b) => b,
+                Err(e) => {
+                    // The rest of an oversized body is not read: do not reuse the connection.
+                    session.set_keepalive(None);
+                    return error_response(&e);
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let answer = match (res, method) {
+            (Resource::OrgConfigs(None), "GET") => org_configs::list(cp),
+            (Resource::OrgConfigs(None), "POST") => org_configs::create(cp, &body),
+            (Resource::OrgConfigs(Some(id)), "GET") => org_configs::get(cp, id),
+            (Resource::OrgConfigs(Some(id)), "PATCH") => org_configs::patch(cp, id, &body),
+            (Resource::OrgConfigs(Some(id)), "DELETE") => org_configs::delete(cp, id),
+            (Resource::Keys(None), "GET") => keys::list(cp),
+            (Resource::Keys(None), "POST") => keys::create(cp, &body),
+            (Resource::Keys(Some(id)), "DELETE") => keys::delete(cp, id),
+            (Resource::OrgConfigs(None), _) => Err(GatewayError::method_not_allowed(
+                "Use GET or POST on /v1/org_configs.",
+            )),
+            (Resource::OrgConfigs(Some(_)), _) => Err(GatewayError::method_not_allowed(
+                "Use GET, PATCH or DELETE on /v1/org_configs/{id}.",
+            )),
+            (Resource::Keys(None), _) => Err(GatewayError::method_not_allowed(
+                "Use GET or POST on /v1/keys.",
+            )),
+            (Resource::Keys(Some(_)), _) => Err(GatewayError::method_not_allowed(
+                "Use DELETE on /v1/keys/{id}.",
+            )),
+        };
+        match answer {
+            Ok((status, body)) => json_response(status, &body),
+            Err(e) => error_response(&e),
+        }
+    }
 }
 
 pub fn json_response(status: u16, body: &serde_json::Value) -> Response<Vec<u8>> {
@@ -62,7 +186,11 @@ impl ServeHttp for Admin {
                 return if self.app.is_ready() {
                     json_response(200, &json!({"status": "ready"}))
                 } else {
-                    let why = if self.app.is_draining() { "draining" } else { "starting" };
+                    let why = if self.app.is_draining() {
+                        "draining"
+                    } else {
+                        "starting"
+                    };
                     json_response(503, &json!({"status": why}))
                 };
             }
@@ -77,6 +205,13 @@ impl ServeHttp for Admin {
             return error_response(&crate::error::GatewayError::unauthorized(msg));
         }
         match (method.as_str(), path.as_str()) {
+            ("GET", "/v1/providers/health") => {
+                let table = self.app.table.load_full();
+                match self.app.health.get() {
+                    Some(h) => json_response(200, &h.report_json(&table)),
+                    None => json_response(200, &json!({"object": "list", "data": []})),
+                }
+            }
             ("POST", "/v1/reload") => match self.app.reload_file() {
                 Ok(c) => json_response(
                     200,
@@ -94,7 +229,12 @@ impl ServeHttp for Admin {
                     )
                 }
             },
-            _ => error_response(&crate::error::GatewayError::not_found(format!("Unknown control-plane path {method} {path}"))),
+            _ => match resource(&path) {
+                Some(res) => self.records(session, method.as_str(), res).await,
+                None => error_response(&GatewayError::not_found(format!(
+                    "Unknown control-plane path {method} {path}"
+                ))),
+            },
         }
     }
 }

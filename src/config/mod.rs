@@ -2,6 +2,7 @@
 //! path. Loading is a pure function of (text, environment) so tests never touch the real env.
 
 pub mod vars;
+pub mod watcher;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -139,6 +140,11 @@ pub struct ServerSection {
     pub default_provider: String,
     /// How long in-flight requests may take to finish on SIGTERM.
     pub grace_period: HumanDuration,
+    /// Remote image fetching (for providers with `fetch_images = true`): size cap, timeout,
+    /// and whether internal addresses may be fetched (never in production).
+    pub image_max_size: ByteSize,
+    pub image_timeout: HumanDuration,
+    pub image_allow_private: bool,
     /// Pingora upgrade socket (zero-downtime binary upgrade) and pid file.
     pub upgrade_sock: String,
     pub pid_file: String,
@@ -156,6 +162,9 @@ impl Default for ServerSection {
             max_response_size: ByteSize(64 * 1024 * 1024),
             default_provider: "openai".into(),
             grace_period: HumanDuration(Duration::from_secs(30)),
+            image_max_size: ByteSize(5 * 1024 * 1024),
+            image_timeout: HumanDuration(Duration::from_secs(10)),
+            image_allow_private: false,
             upgrade_sock: "/tmp/prism_upgrade.sock".into(),
             pid_file: "/tmp/prism.pid".into(),
         }
@@ -218,6 +227,10 @@ pub struct ProviderConfig {
     /// Fetch remote image URLs for kinds that need inline images (SSRF-guarded).
     #[serde(default)]
     pub fetch_images: bool,
+    /// Also list the models the provider's own list endpoint reports (refreshed by the
+    /// prober, cached; the configured `models` stay listed when it fails).
+    #[serde(default)]
+    pub discover_models: bool,
     #[serde(default = "yes")]
     pub enabled: bool,
 }

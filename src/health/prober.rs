@@ -11,7 +11,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 
 use super::Health;
-use crate::providers::{Kind, Notes, UpstreamRequest};
+use crate::providers::{self, Notes, UpstreamRequest};
 use crate::state::App;
 use crate::table::Provider;
 use crate::upstream::Upstreams;
@@ -22,21 +22,12 @@ pub struct Prober {
     pub upstreams: Arc<Upstreams>,
 }
 
-/// The cheap, free endpoint each kind offers (relative to its base URL).
-pub fn probe_path(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Anthropic => "/v1/models",
-        Kind::Gemini => "/v1beta/models",
-        Kind::Cohere => "/v1/models",
-        _ => "/models",
-    }
-}
-
-/// Probe one upstream: up when it answers anything but a 5xx within the timeout.
-pub async fn probe(upstreams: &Upstreams, p: &Provider, timeout: Duration) -> (bool, Duration, Option<String>) {
+/// Probe one upstream with its (free) model list: up when it answers anything but a 5xx
+/// within the timeout. A 200 also yields the listed models.
+pub async fn probe(upstreams: &Upstreams, p: &Provider, timeout: Duration) -> (bool, Duration, Option<String>, Option<Vec<String>>) {
     let req = UpstreamRequest {
         method: "GET",
-        path: probe_path(p.kind).to_string(),
+        path: providers::models_path(p.kind).to_string(),
         body: Bytes::new(),
         headers: Vec::new(),
         notes: Notes::default(),
@@ -46,12 +37,14 @@ pub async fn probe(upstreams: &Upstreams, p: &Provider, timeout: Duration) -> (b
         match upstreams.send(p, &req).await {
             Ok(mut x) => {
                 let status = x.status;
-                let _ = x.read_all(4 << 20).await;
+                let body = x.read_all(4 << 20).await.unwrap_or_default();
                 upstreams.release(x).await;
                 if status >= 500 {
                     Err(format!("HTTP {status}"))
+                } else if status == 200 {
+                    Ok(providers::parse_models(p.kind, &body).ok())
                 } else {
-                    Ok(())
+                    Ok(None)
                 }
             }
             Err((_, e)) => Err(e.message),
@@ -60,9 +53,9 @@ pub async fn probe(upstreams: &Upstreams, p: &Provider, timeout: Duration) -> (b
     .await;
     let elapsed = t0.elapsed();
     match result {
-        Ok(Ok(())) => (true, elapsed, None),
-        Ok(Err(e)) => (false, elapsed, Some(e)),
-        Err(_) => (false, elapsed, Some(format!("no answer within {timeout:?}"))),
+        Ok(Ok(models)) => (true, elapsed, None, models),
+        Ok(Err(e)) => (false, elapsed, Some(e), None),
+        Err(_) => (false, elapsed, Some(format!("no answer within {timeout:?}")), None),
     }
 }
 
@@ -90,8 +83,11 @@ impl BackgroundService for Prober {
                 });
             }
             while let Some(done) = set.join_next().await {
-                if let Ok((p, (ok, latency, err))) = done {
+                if let Ok((p, (ok, latency, err, models))) = done {
                     self.health.probe_result(&p, ok, latency, err);
+                    if let (true, Some(models)) = (p.discover_models, models) {
+                        self.app.set_discovered(&p.name, models);
+                    }
                 }
             }
             tokio::select! {

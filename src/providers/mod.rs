@@ -287,6 +287,33 @@ pub fn translate_error(kind: Kind, status: u16, headers: &http::HeaderMap, body:
     e
 }
 
+/// The provider's own model-list endpoint (relative to its base URL).
+pub fn models_path(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Anthropic => anthropic::models_path(),
+        Kind::Gemini => gemini::models_path(),
+        Kind::Cohere => cohere::models_path(),
+        _ => "/models",
+    }
+}
+
+/// Model ids from a model-list answer of `kind`.
+pub fn parse_models(kind: Kind, body: &[u8]) -> Result<Vec<String>> {
+    match kind {
+        Kind::Anthropic => anthropic::parse_models(body).map(|v| v.into_iter().map(|(id, _)| id).collect()),
+        Kind::Gemini => gemini::parse_models(body),
+        Kind::Cohere => cohere::parse_models(body),
+        _ => {
+            let v: serde_json::Value = serde_json::from_slice(body)
+                .map_err(|e| GatewayError::bad_upstream(format!("model list is not JSON: {e}")))?;
+            Ok(v["data"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect())
+                .unwrap_or_default())
+        }
+    }
+}
+
 pub fn stream_translator(ctx: &Ctx) -> Box<dyn StreamTranslator> {
     match ctx.kind {
         Kind::Anthropic => anthropic::stream_translator(ctx),

@@ -24,7 +24,7 @@ use crate::health::Health;
 use crate::state::App;
 use crate::table::SharedTable;
 use crate::telemetry;
-use crate::upstream::Upstreams;
+use crate::upstream::{images, Upstreams};
 use ctx::RequestCtx;
 
 pub struct Gateway {
@@ -95,7 +95,7 @@ impl Gateway {
             if method != http::Method::GET {
                 return respond::error(session, ctx, &GatewayError::method_not_allowed("Use GET /v1/models."), None).await;
             }
-            let data: Vec<_> = router::list_models(&table)
+            let data: Vec<_> = router::list_models(&table, &self.app.discovered())
                 .into_iter()
                 .map(|(id, owner)| json!({"id": id, "object": "model", "created": 0, "owned_by": owner}))
                 .collect();
@@ -119,7 +119,10 @@ impl Gateway {
             Err(e) => return respond::error(session, ctx, &e, None).await,
         };
         ctx.model = Some(parsed.model.clone());
-        ctx.stream = parsed.stream;
+        if parsed.stream {
+            telemetry::metrics::METRICS.stream_started();
+            ctx.stream = true;
+        }
         let candidates = match router::resolve(&table, &parsed.model, rand::random()) {
             Ok(c) => c,
             Err(e) => return respond::error(session, ctx, &e, None).await,
@@ -133,6 +136,13 @@ impl Gateway {
             body: &body,
             parsed: &parsed,
             max_response: table.max_response,
+            images: &images::ImagePolicy {
+                max_bytes: config.server.image_max_size.0,
+                timeout: config.server.image_timeout.0,
+                max_images: 8,
+                allow_private: config.server.image_allow_private,
+            },
+            no_images: Default::default(),
         };
         call.run(session, ctx, &candidates).await
     }
@@ -160,6 +170,8 @@ impl ProxyHttp for Gateway {
 
     /// Answers every request here; returning `true` tells Pingora the response is sent.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora_error::Result<bool> {
+        // Counted as a plain request until the body says it streams; `logging` balances it.
+        telemetry::metrics::METRICS.request_started(false);
         if let Err(e) = self.handle(session, ctx).await {
             // Only the client connection can fail here; there is nobody left to answer.
             ctx.status = ctx.status.max(499);
@@ -174,6 +186,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        telemetry::metrics::METRICS.request_finished(ctx);
         telemetry::access_log(session, ctx);
     }
 }

@@ -17,7 +17,7 @@ use crate::error::{Fault, GatewayError};
 use crate::health::{Gate, Health, Outcome};
 use crate::providers::{self, completions, Ctx, Endpoint, Kind, Notes, StreamTranslator};
 use crate::router::Candidate;
-use crate::upstream::{Exchange, Upstreams};
+use crate::upstream::{images, Exchange, Upstreams};
 
 /// How an attempt ended.
 enum Attempt {
@@ -37,6 +37,8 @@ pub struct Call<'a> {
     pub body: &'a Bytes,
     pub parsed: &'a Parsed,
     pub max_response: usize,
+    pub images: &'a images::ImagePolicy,
+    pub no_images: HashMap<String, (String, String)>,
 }
 
 pub fn now_unix() -> u64 {
@@ -58,6 +60,7 @@ impl Call<'_> {
         let mut first_client_error: Option<GatewayError> = None;
         let mut last_error: Option<GatewayError> = None;
         let mut chat_body: Option<Bytes> = None;
+        let mut chat_images = None;
         let mut soonest_back: Option<Duration> = None;
         let mut all_rate_limited = true;
         for (i, cand) in candidates.iter().enumerate() {
@@ -80,7 +83,7 @@ impl Call<'_> {
                 }
                 ctx.attempts += 1;
                 ctx.provider = Some(p.name.clone());
-                let (outcome, report) = self.attempt(session, ctx, cand, &mut chat_body).await;
+                let (outcome, report) = self.attempt(session, ctx, cand, &mut chat_body, &mut chat_images).await;
                 match report {
                     Some(o) => self.health.report(p, o),
                     None if gate == Gate::Trial => self.health.release(p),
@@ -159,7 +162,14 @@ impl Call<'_> {
 
     /// One exchange with one candidate, and what it says about the upstream's health
     /// (`None` when the upstream was never contacted).
-    async fn attempt(&self, session: &mut Session, ctx: &mut RequestCtx, cand: &Candidate, chat_body: &mut Option<Bytes>) -> (Attempt, Option<Outcome>) {
+    async fn attempt(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        cand: &Candidate,
+        chat_body: &mut Option<Bytes>,
+        chat_images: &mut Option<HashMap<String, (String, String)>>,
+    ) -> (Attempt, Option<Outcome>) {
         let p = &cand.provider;
         let via_chat = self.endpoint == Endpoint::Completions && completions_via_chat(p.kind);
         let body: &[u8] = if via_chat {
@@ -177,7 +187,19 @@ impl Call<'_> {
             if self.endpoint == Endpoint::Completions { "cmpl-" } else { "chatcmpl-" },
             providers::util::random_seed(),
         );
-        let images = HashMap::new();
+        let fetched;
+        let images = if p.fetch_images && images::needs_inline(p.kind) {
+            if chat_images.is_none() {
+                match images::fetch_all(body, self.upstreams, self.images).await {
+                    Ok(m) => *chat_images = Some(m),
+                    Err(e) => return (Attempt::Stop(e), None),
+                }
+            }
+            chat_images.as_ref().unwrap_or(&self.no_images)
+        } else {
+            fetched = HashMap::new();
+            &fetched
+        };
         let tctx = Ctx {
             provider: &p.name,
             kind: p.kind,
@@ -191,7 +213,7 @@ impl Call<'_> {
             id_seed: providers::util::random_seed(),
             options: &p.options,
             embed_base64: self.parsed.embed_base64,
-            images: &images,
+            images,
         };
         let req = match providers::build_request(body, &tctx) {
             Ok(r) => r,

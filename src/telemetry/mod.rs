@@ -54,3 +54,28 @@ pub fn access_log(session: &Session, ctx: &RequestCtx) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
 }
+
+pub mod metrics;
+
+/// The Prometheus endpoint: `GET /metrics` on its own listener, one thread.
+pub struct MetricsService {
+    pub app: std::sync::Arc<crate::state::App>,
+}
+
+#[async_trait::async_trait]
+impl pingora_core::apps::http_app::ServeHttp for MetricsService {
+    async fn response(&self, session: &mut pingora_core::protocols::http::ServerSession) -> http::Response<Vec<u8>> {
+        let path = session.req_header().uri.path();
+        if path != "/metrics" {
+            return crate::admin::json_response(404, &json!({"error": {"message": "GET /metrics", "type": "not_found_error", "param": null, "code": null}}));
+        }
+        let table = self.app.table.load_full();
+        let body = metrics::METRICS.render(&table, self.app.health.get().map(|h| h.as_ref()));
+        http::Response::builder()
+            .status(200)
+            .header("content-type", "text/plain; version=0.0.4")
+            .header("content-length", body.len())
+            .body(body)
+            .unwrap_or_else(|_| http::Response::new(Vec::new()))
+    }
+}

@@ -3,6 +3,7 @@
 //! asynchronously and cached; `HttpPeer::new` with a host name would block and may panic.
 
 mod dns;
+pub mod images;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub use dns::DnsCache;
 /// Shared by every request of the data plane: the connection pool and the DNS cache.
 pub struct Upstreams {
     connector: Connector,
-    dns: DnsCache,
+    pub dns: DnsCache,
     ca_cache: std::sync::Mutex<std::collections::HashMap<String, Arc<[pingora_core::utils::tls::WrappedX509]>>>,
 }
 

@@ -104,7 +104,8 @@ impl Drop for Mock {
 }
 
 pub struct Gateway {
-    child: Child,
+    child: Option<Child>,
+    pub env: Vec<(String, String)>,
     pub port: u16,
     pub admin_port: u16,
     pub metrics_port: u16,
@@ -134,36 +135,54 @@ impl Gateway {
         };
         std::fs::write(&config_path, full).expect("write config");
         let (port, admin_port, metrics_port) = (free_port(), free_port(), free_port());
-        let log = std::fs::File::create(dir.join("access.log")).expect("log file");
-        let err = std::fs::File::create(dir.join("prism.log")).expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prism"));
-        cmd.args(["serve", "-c"])
-            .arg(&config_path)
-            .env("PRISM_LISTEN", format!("127.0.0.1:{port}"))
-            .env("PRISM_ADMIN_LISTEN", format!("127.0.0.1:{admin_port}"))
-            .env("PRISM_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
-            .env("PRISM_DATA_DIR", dir.join("data"))
-            .env("PRISM_API_KEYS", KEY)
-            .env("PRISM_LOG", "info")
-            .stdout(log)
-            .stderr(err);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn prism");
-        let gw = Gateway {
-            child,
+        let mut gw = Gateway {
+            child: None,
             port,
             admin_port,
             metrics_port,
             dir,
             config_path,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
+        gw.child = Some(gw.command(&[]).spawn().expect("spawn prism"));
         gw.wait_ready().await;
         gw
     }
 
-    async fn wait_ready(&self) {
+    /// `prism serve` for this gateway's config, ports and data dir, logs appended to its
+    /// files; `extra` args go after the config (e.g. `-u` for an upgrade).
+    pub fn command(&self, extra: &[&str]) -> Command {
+        let open = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(name))
+                .expect("log file")
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_prism"));
+        cmd.args(["serve", "-c"])
+            .arg(&self.config_path)
+            .args(extra)
+            .env("PRISM_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("PRISM_ADMIN_LISTEN", format!("127.0.0.1:{}", self.admin_port))
+            .env("PRISM_METRICS_LISTEN", format!("127.0.0.1:{}", self.metrics_port))
+            .env("PRISM_DATA_DIR", self.dir.join("data"))
+            .env("PRISM_API_KEYS", KEY)
+            .env("PRISM_LOG", "info")
+            .stdout(open("access.log"))
+            .stderr(open("prism.log"));
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Replace the running process with `child` (after an upgrade hand-over).
+    pub fn adopt(&mut self, child: Child) -> Option<Child> {
+        self.child.replace(child)
+    }
+
+    pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = reqwest::Client::new();
         while Instant::now() < deadline {
@@ -194,7 +213,7 @@ impl Gateway {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
     /// POST JSON to the data plane with the test key.
@@ -223,20 +242,22 @@ impl Gateway {
     }
 
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn signal(&self, sig: &str) {
         let _ = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .args([&format!("-{sig}"), &self.pid().to_string()])
             .status();
     }
 
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
+            if let Some(Ok(Some(s))) = self.child.as_mut().map(Child::try_wait) {
                 return Some(s);
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -49,6 +49,16 @@ pub fn json_response(status: u16, value: &Value) -> Response<MockBody> {
     bytes_response(status, JSON, MockBody::full(body))
 }
 
+/// A static file for remote-image tests: a 4-byte JPEG header (base64 `/9j/4A==`), a 6 MiB
+/// JPEG (over a gateway's size cap) and an HTML page (not an image).
+pub fn image(name: &str) -> Response<MockBody> {
+    match name {
+        "cat.jpg" => bytes_response(200, "image/jpeg", MockBody::full(vec![0xFF, 0xD8, 0xFF, 0xE0])),
+        "big.jpg" => bytes_response(200, "image/jpeg", MockBody::full(vec![0xFF; 6 << 20])),
+        _ => bytes_response(200, "text/html", MockBody::full(b"<html>not an image</html>".to_vec())),
+    }
+}
+
 /// Role of an event in a planned stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

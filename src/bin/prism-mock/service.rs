@@ -53,6 +53,8 @@ enum Route {
     CohereChat,
     CohereEmbed,
     OllamaTags,
+    /// Static files for the gateway's remote-image fetching: `cat.jpg`, `big.jpg`, `page.html`.
+    Image(&'static str),
     NotFound(Provider),
 }
 
@@ -66,14 +68,18 @@ impl Route {
             Route::AnthropicMessages | Route::AnthropicCountTokens => Provider::Anthropic,
             Route::GeminiModels | Route::Gemini { .. } => Provider::Gemini,
             Route::CohereChat | Route::CohereEmbed => Provider::Cohere,
-            Route::OllamaTags => Provider::Ollama,
+            Route::OllamaTags | Route::Image(_) => Provider::Ollama,
         }
     }
 
     fn wants_json_body(&self) -> bool {
         !matches!(
             self,
-            Route::Models(_) | Route::GeminiModels | Route::OllamaTags | Route::NotFound(_)
+            Route::Models(_)
+                | Route::GeminiModels
+                | Route::OllamaTags
+                | Route::Image(_)
+                | Route::NotFound(_)
         )
     }
 }
@@ -130,6 +136,9 @@ fn route(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) 
         "/v2/chat" if post => return Route::CohereChat,
         "/v2/embed" if post => return Route::CohereEmbed,
         "/api/tags" if get => return Route::OllamaTags,
+        "/images/cat.jpg" if get => return Route::Image("cat.jpg"),
+        "/images/big.jpg" if get => return Route::Image("big.jpg"),
+        "/images/page.html" if get => return Route::Image("page.html"),
         _ => {}
     }
     let gemini_rest = path
@@ -340,6 +349,7 @@ async fn respond(
         Route::CohereChat => cohere::chat(&ctx, &parsed),
         Route::CohereEmbed => cohere::embed(&ctx, &parsed),
         Route::OllamaTags => ollama::tags(),
+        Route::Image(name) => crate::respond::image(name),
         Route::NotFound(p) => {
             let msg = match p {
                 Provider::Gemini => "Method not found.".to_owned(),
