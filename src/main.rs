@@ -39,6 +39,13 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Exit 0 when the local gateway is ready (for container HEALTHCHECKs): GET /readyz on
+    /// the control plane ($PRISM_ADMIN_LISTEN, default 127.0.0.1:8081).
+    Healthcheck {
+        /// host:port of the control plane.
+        #[arg(long)]
+        addr: Option<String>,
+    },
     /// Validate a config file and print every error with its path.
     CheckConfig {
         /// Config file (default: $PRISM_CONFIG, else conf/prism.toml).
@@ -96,6 +103,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Keys { command } => keys(command),
+        Command::Healthcheck { addr } => {
+            let addr = addr
+                .or_else(|| std::env::var("PRISM_ADMIN_LISTEN").ok())
+                .unwrap_or_else(|| "127.0.0.1:8081".to_string());
+            match server::readyz(&addr) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("not ready: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig { config } => {
             let path = server::config_path(config);
             let result = server::load_file(&path).and_then(|c| Table::build(&c, Vec::new()).map(|_| c));

@@ -65,6 +65,30 @@ pub fn load_file(path: &Path) -> Result<Config, Vec<ConfigError>> {
     config::load(&text, &|k| std::env::var(k).ok())
 }
 
+/// `GET /readyz` on the local control plane; a wildcard listen address is reached on
+/// loopback. Blocking, for the `healthcheck` command only.
+pub fn readyz(listen: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = listen.parse().map_err(|_| format!("`{listen}` is not host:port"))?;
+    let addr = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    let timeout = std::time::Duration::from_secs(2);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
+    let _ = s.set_read_timeout(Some(timeout));
+    s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut head = [0u8; 16];
+    let n = s.read(&mut head).map_err(|e| e.to_string())?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    if line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.0 200") {
+        Ok(())
+    } else {
+        Err(format!("/readyz answered `{}`", line.lines().next().unwrap_or_default()))
+    }
+}
+
 pub struct ServeOptions {
     pub config: PathBuf,
     pub upgrade: bool,

@@ -253,3 +253,19 @@ async fn metrics_after_traffic_carry_every_series_and_no_secret() {
     assert!(!gw.access_log().contains("sk-upstream-secret") && !gw.access_log().contains(KEY));
     assert!(!gw.log().contains("sk-upstream-secret") && !gw.log().contains(KEY));
 }
+
+#[tokio::test]
+async fn healthcheck_command_reflects_readiness() {
+    let mock = Mock::start();
+    let gw = Gateway::start(&base_config(&mock, "")).await;
+    let run = |addr: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_prism"))
+            .args(["healthcheck", "--addr", &addr])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(run(format!("127.0.0.1:{}", gw.admin_port)));
+    assert!(!run(format!("127.0.0.1:{}", common::free_port())));
+}
