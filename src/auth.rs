@@ -55,7 +55,10 @@ impl KeySet {
 pub fn bearer(value: &[u8]) -> Option<&str> {
     let v = std::str::from_utf8(value).ok()?.trim();
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]

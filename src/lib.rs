@@ -4,18 +4,18 @@
 //! → candidates from the `table` snapshot) → `providers` (translation) → `upstream` (the
 //! exchange) → back through `providers` to the client.
 
+pub mod admin;
+pub mod auth;
+pub mod config;
 pub mod error;
 pub mod health;
 pub mod providers;
-pub mod sse;
-pub mod config;
-pub mod router;
-pub mod table;
-pub mod upstream;
-pub mod auth;
 pub mod proxy;
-pub mod telemetry;
+pub mod router;
 pub mod server;
-pub mod admin;
+pub mod sse;
 pub mod state;
 pub mod store;
+pub mod table;
+pub mod telemetry;
+pub mod upstream;

@@ -11,7 +11,11 @@ use prism_gateway::{table::Table, telemetry};
 use secrecy::ExposeSecret;
 
 #[derive(Parser)]
-#[command(name = "prism", version, about = "Prism: an OpenAI-compatible LLM gateway on Pingora")]
+#[command(
+    name = "prism",
+    version,
+    about = "Prism: an OpenAI-compatible LLM gateway on Pingora"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -120,7 +124,12 @@ fn main() -> ExitCode {
             let result = server::load_file(&path).and_then(|c| Table::build(&c, Vec::new()).map(|_| c));
             match result {
                 Ok(c) => {
-                    println!("{}: OK ({} providers, {} routes)", path.display(), c.providers.len(), c.routes.len());
+                    println!(
+                        "{}: OK ({} providers, {} routes)",
+                        path.display(),
+                        c.providers.len(),
+                        c.routes.len()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(errors) => {
@@ -132,7 +141,12 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config, upgrade, daemon, test } => {
+        Command::Serve {
+            config,
+            upgrade,
+            daemon,
+            test,
+        } => {
             telemetry::init_logging();
             let opts = ServeOptions {
                 config: server::config_path(config),

@@ -37,7 +37,10 @@ pub fn resolve(table: &Table, model: &str, pick: f64) -> Result<Vec<Candidate>> 
         for (p, m, _) in targets {
             push(table, &mut out, p, m);
         }
-    } else if let Some((p, m)) = model.split_once('/').filter(|(p, m)| !m.is_empty() && table.providers.contains_key(*p)) {
+    } else if let Some((p, m)) = model
+        .split_once('/')
+        .filter(|(p, m)| !m.is_empty() && table.providers.contains_key(*p))
+    {
         push(table, &mut out, p, m);
     } else if !model.contains('/') || !table.providers.contains_key(&table.default_provider) {
         push(table, &mut out, &table.default_provider.clone(), model);
@@ -75,8 +78,15 @@ fn push(table: &Table, out: &mut Vec<Candidate>, provider: &str, model: &str) {
 
 /// Every routable model name for `/v1/models`: routes, then `provider/model` for each
 /// configured model, and bare names for the default provider. (id, owned_by)
-pub fn list_models(table: &Table, discovered: &std::collections::HashMap<String, Vec<String>>) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = table.route_order.iter().map(|r| (r.clone(), "prism".to_string())).collect();
+pub fn list_models(
+    table: &Table,
+    discovered: &std::collections::HashMap<String, Vec<String>>,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = table
+        .route_order
+        .iter()
+        .map(|r| (r.clone(), "prism".to_string()))
+        .collect();
     let mut names: Vec<&String> = table.providers.keys().collect();
     names.sort();
     for name in names {
@@ -138,7 +148,10 @@ targets = [{ target = "openai/a", weight = 1 }, { target = "gpu/b", weight = 3 }
             ["gpu/meta-llama/Llama-3.1-8B-Instruct"]
         );
         // Route targets in order; anthropic's fallback is already in the list once.
-        assert_eq!(names(&resolve(&t, "smart", 0.0).unwrap()), ["anthropic/claude-sonnet-4-5", "openai/gpt-4o"]);
+        assert_eq!(
+            names(&resolve(&t, "smart", 0.0).unwrap()),
+            ["anthropic/claude-sonnet-4-5", "openai/gpt-4o"]
+        );
         assert_eq!(
             names(&resolve(&t, "anthropic/claude-haiku-4-5", 0.0).unwrap()),
             ["anthropic/claude-haiku-4-5", "openai/gpt-4o"]
@@ -166,7 +179,10 @@ targets = [{ target = "openai/a", weight = 1 }, { target = "gpu/b", weight = 3 }
     #[test]
     fn models_listing() {
         let t = table(CONF);
-        let ids: Vec<String> = list_models(&t, &Default::default()).into_iter().map(|(id, _)| id).collect();
+        let ids: Vec<String> = list_models(&t, &Default::default())
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         assert_eq!(ids, ["smart", "split", "openai/gpt-4o-mini", "gpt-4o-mini"]);
     }
 }

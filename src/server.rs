@@ -16,10 +16,10 @@ use crate::config::watcher::Watcher;
 use crate::config::{self, Config, ConfigError};
 use crate::health::{alerts, prober::Prober, Health};
 use crate::proxy::Gateway;
-use crate::upstream::Upstreams;
 use crate::state::App;
 use crate::telemetry::metrics::METRICS;
 use crate::telemetry::MetricsService;
+use crate::upstream::Upstreams;
 
 /// Marks the gateway ready once services run, and draining as soon as shutdown starts, so
 /// a load balancer stops sending traffic while in-flight requests finish.
@@ -40,7 +40,10 @@ impl BackgroundService for Lifecycle {
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             if METRICS.in_flight_total() <= 0 {
-                log::info!("drained_ms={} no request in flight: exiting", started.elapsed().as_millis());
+                log::info!(
+                    "drained_ms={} no request in flight: exiting",
+                    started.elapsed().as_millis()
+                );
                 let _ = std::fs::remove_file(&self.pid_file);
                 std::process::exit(0);
             }
@@ -78,14 +81,18 @@ pub fn readyz(listen: &str) -> Result<(), String> {
     let timeout = std::time::Duration::from_secs(2);
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{addr}: {e}"))?;
     let _ = s.set_read_timeout(Some(timeout));
-    s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
+    s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .map_err(|e| e.to_string())?;
     let mut head = [0u8; 16];
     let n = s.read(&mut head).map_err(|e| e.to_string())?;
     let line = String::from_utf8_lossy(&head[..n]);
     if line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.0 200") {
         Ok(())
     } else {
-        Err(format!("/readyz answered `{}`", line.lines().next().unwrap_or_default()))
+        Err(format!(
+            "/readyz answered `{}`",
+            line.lines().next().unwrap_or_default()
+        ))
     }
 }
 
@@ -105,7 +112,11 @@ pub fn run(opts: ServeOptions) -> Result<(), Vec<ConfigError>> {
     }
     for p in table.providers.values() {
         if p.api_key.is_none() && !p.kind.key_optional() {
-            log::warn!("provider={} kind={} has no api_key: its upstream will likely answer 401", p.name, p.kind.as_str());
+            log::warn!(
+                "provider={} kind={} has no api_key: its upstream will likely answer 401",
+                p.name,
+                p.kind.as_str()
+            );
         }
     }
 
@@ -150,7 +161,10 @@ pub fn run(opts: ServeOptions) -> Result<(), Vec<ConfigError>> {
     data.add_tcp(&cfg.server.listen);
     server.add_service(data);
 
-    let admin_key_hash = std::env::var("PRISM_ADMIN_KEY").ok().filter(|k| !k.is_empty()).map(|k| crate::auth::hash_key(&k));
+    let admin_key_hash = std::env::var("PRISM_ADMIN_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+        .map(|k| crate::auth::hash_key(&k));
     if admin_key_hash.is_none() {
         log::warn!("PRISM_ADMIN_KEY is not set: the control plane answers 401 to every protected endpoint");
     }
@@ -174,10 +188,13 @@ pub fn run(opts: ServeOptions) -> Result<(), Vec<ConfigError>> {
     admin_svc.threads = Some(1);
     admin_svc.add_tcp(&cfg.server.admin_listen);
     server.add_service(admin_svc);
-    server.add_service(background_service("prism-lifecycle", Lifecycle {
+    server.add_service(background_service(
+        "prism-lifecycle",
+        Lifecycle {
             app: app.clone(),
             pid_file: cfg.server.pid_file.clone(),
-        }));
+        },
+    ));
     server.add_service(background_service(
         "prism-config-watcher",
         Watcher {
@@ -193,6 +210,11 @@ pub fn run(opts: ServeOptions) -> Result<(), Vec<ConfigError>> {
     metrics_svc.add_tcp(&cfg.server.metrics_listen);
     server.add_service(metrics_svc);
 
-    log::info!("listen={} providers={} routes={} prism data plane starting", cfg.server.listen, cfg.providers.len(), cfg.routes.len());
+    log::info!(
+        "listen={} providers={} routes={} prism data plane starting",
+        cfg.server.listen,
+        cfg.providers.len(),
+        cfg.routes.len()
+    );
     server.run_forever()
 }

@@ -160,7 +160,12 @@ fn diff(old: &Table, new: &Table) -> Changes {
     for (name, p) in &new.providers {
         match old.providers.get(name) {
             None => c.added.push(name.clone()),
-            Some(o) if o.upstream_id != p.upstream_id || o.kind != p.kind || o.models != p.models || o.fallbacks != p.fallbacks => {
+            Some(o)
+                if o.upstream_id != p.upstream_id
+                    || o.kind != p.kind
+                    || o.models != p.models
+                    || o.fallbacks != p.fallbacks =>
+            {
                 c.changed.push(name.clone())
             }
             Some(_) => {}
@@ -175,7 +180,10 @@ fn diff(old: &Table, new: &Table) -> Changes {
     c.removed.sort();
     c.changed.sort();
     c.routes_changed = old.route_order != new.route_order
-        || old.routes.iter().any(|(k, r)| new.routes.get(k).is_none_or(|n| n.targets != r.targets));
+        || old
+            .routes
+            .iter()
+            .any(|(k, r)| new.routes.get(k).is_none_or(|n| n.targets != r.targets));
     c
 }
 
@@ -198,6 +206,9 @@ mod tests {
         assert_eq!(ch.changed, ["openai"]);
         assert!(ch.routes_changed);
         assert!(app.reload_file().is_err());
-        assert!(app.table.load().providers.contains_key("gemini"), "a failed reload keeps the running table");
+        assert!(
+            app.table.load().providers.contains_key("gemini"),
+            "a failed reload keeps the running table"
+        );
     }
 }

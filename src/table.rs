@@ -44,7 +44,11 @@ impl BaseUrl {
     /// `Host` header value.
     pub fn authority(&self) -> String {
         let default = if self.tls { 443 } else { 80 };
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
         if self.port == default {
             host
         } else {
@@ -121,7 +125,10 @@ impl Provider {
             path: format!("{path}.kind"),
             message: "unknown provider kind".into(),
         })?;
-        let url = p.base_url.clone().unwrap_or_else(|| kind.default_base_url().to_string());
+        let url = p
+            .base_url
+            .clone()
+            .unwrap_or_else(|| kind.default_base_url().to_string());
         let base = BaseUrl::parse(&url).map_err(|message| ConfigError {
             path: format!("{path}.base_url"),
             message,
@@ -233,7 +240,10 @@ mod tests {
     #[test]
     fn base_urls() {
         let b = BaseUrl::parse("http://127.0.0.1:8000/v1/").unwrap();
-        assert_eq!((b.tls, b.host.as_str(), b.port, b.path.as_str()), (false, "127.0.0.1", 8000, "/v1"));
+        assert_eq!(
+            (b.tls, b.host.as_str(), b.port, b.path.as_str()),
+            (false, "127.0.0.1", 8000, "/v1")
+        );
         assert_eq!(b.authority(), "127.0.0.1:8000");
         let b = BaseUrl::parse("https://api.anthropic.com").unwrap();
         assert_eq!((b.tls, b.port, b.path.as_str()), (true, 443, ""));

@@ -17,7 +17,10 @@ fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
 #[test]
 fn every_conf_file_is_valid() {
     let mut list = Vec::new();
-    files(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/conf")), &mut list);
+    files(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/conf")),
+        &mut list,
+    );
     assert!(list.len() >= 3, "{list:?}");
     // Any variable a file references is "set" to a plausible value.
     let env = |name: &str| {
@@ -39,9 +42,23 @@ fn every_conf_file_is_valid() {
 
 #[test]
 fn multi_provider_example_needs_its_client_key() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/examples/multi-provider.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/conf/examples/multi-provider.toml"
+    ))
+    .unwrap();
     let errs = config::load(&text, &|_| None).unwrap_err();
     let lines: Vec<String> = errs.iter().map(ToString::to_string).collect();
-    assert!(lines.iter().any(|l| l.contains("auth.api_keys[0]") && l.contains("PRISM_CLIENT_KEY")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("providers.openai.api_key") && l.contains("OPENAI_API_KEY")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("auth.api_keys[0]") && l.contains("PRISM_CLIENT_KEY")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("providers.openai.api_key") && l.contains("OPENAI_API_KEY")),
+        "{lines:?}"
+    );
 }

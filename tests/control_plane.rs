@@ -39,13 +39,7 @@ impl AdminApi {
         }
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        auth: Option<&str>,
-        body: Option<Vec<u8>>,
-    ) -> (u16, Value) {
+    async fn send(&self, method: Method, path: &str, auth: Option<&str>, body: Option<Vec<u8>>) -> (u16, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.url));
         if let Some(a) = auth {
             req = req.header("authorization", a);
@@ -62,19 +56,13 @@ impl AdminApi {
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let bearer = format!("Bearer {ADMIN}");
-        self.send(
-            method,
-            path,
-            Some(&bearer),
-            body.map(|b| b.to_string().into_bytes()),
-        )
-        .await
+        self.send(method, path, Some(&bearer), body.map(|b| b.to_string().into_bytes()))
+            .await
     }
 
     async fn raw(&self, method: Method, path: &str, body: &[u8]) -> (u16, Value) {
         let bearer = format!("Bearer {ADMIN}");
-        self.send(method, path, Some(&bearer), Some(body.to_vec()))
-            .await
+        self.send(method, path, Some(&bearer), Some(body.to_vec())).await
     }
 
     async fn list(&self) -> Value {
@@ -135,15 +123,9 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
 
 /// The secret appears in no response, log line, access-log line, metric or stored file.
 async fn assert_nowhere(secret: &str, gw: &Gateway, api: &AdminApi, data_dir: &Path) {
-    assert!(
-        !api.seen().contains(secret),
-        "a control-plane response carried the key"
-    );
+    assert!(!api.seen().contains(secret), "a control-plane response carried the key");
     assert!(!gw.log().contains(secret), "the log carried the key");
-    assert!(
-        !gw.access_log().contains(secret),
-        "the access log carried the key"
-    );
+    assert!(!gw.access_log().contains(secret), "the access log carried the key");
     if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{}/metrics", gw.metrics_port)).await {
         assert!(
             !r.text().await.unwrap_or_default().contains(secret),
@@ -166,10 +148,8 @@ async fn crud_round_trip_and_bad_input_changes_nothing() {
     assert_eq!(api.list().await, json!({"object": "list", "data": []}));
 
     let created = api
-        .create(
-            json!({"provider": "vllm", "name": "gpu-box", "api_key": UPSTREAM_KEY,
-                       "config": {"base_url": "http://127.0.0.1:8000/v1", "model": "llama"}}),
-        )
+        .create(json!({"provider": "vllm", "name": "gpu-box", "api_key": UPSTREAM_KEY,
+                       "config": {"base_url": "http://127.0.0.1:8000/v1", "model": "llama"}}))
         .await;
     let id = created["id"].as_str().unwrap().to_string();
     for field in [
@@ -195,9 +175,7 @@ async fn crud_round_trip_and_bad_input_changes_nothing() {
     assert_eq!(created["enabled"], true);
     assert!(created.get("api_key").is_none());
 
-    let (s, got) = api
-        .call(Method::GET, &format!("/v1/org_configs/{id}"), None)
-        .await;
+    let (s, got) = api.call(Method::GET, &format!("/v1/org_configs/{id}"), None).await;
     assert_eq!((s, &got), (200, &created));
     assert_eq!(api.list().await["data"], json!([created.clone()]));
 
@@ -223,37 +201,172 @@ async fn crud_round_trip_and_bad_input_changes_nothing() {
         patched["config"],
         json!({"base_url": "http://127.0.0.1:8000/v1", "model": "qwen", "idle_timeout": "30s"})
     );
-    assert_eq!(
-        patched["api_key_set"], true,
-        "a PATCH without api_key keeps the key"
-    );
+    assert_eq!(patched["api_key_set"], true, "a PATCH without api_key keeps the key");
     assert_eq!(patched["created_at"], created["created_at"]);
 
     let before = api.list().await;
     let cases: Vec<(&str, String, Vec<u8>, u16, &str)> = vec![
-        ("malformed JSON", "/v1/org_configs".into(), b"{\"provider\": ".to_vec(), 400, ""),
-        ("not an object", "/v1/org_configs".into(), b"[\"vllm\"]".to_vec(), 400, ""),
-        ("missing provider", "/v1/org_configs".into(), br#"{"name": "x"}"#.to_vec(), 400, "provider"),
-        ("wrong type", "/v1/org_configs".into(), br#"{"provider": "vllm", "name": "x", "enabled": "yes"}"#.to_vec(), 400, "enabled"),
-        ("unknown field", "/v1/org_configs".into(), br#"{"provider": "vllm", "name": "x", "colour": 1}"#.to_vec(), 400, "colour"),
-        ("unknown config field", "/v1/org_configs".into(), br#"{"provider": "vllm", "name": "x", "config": {"bsae_url": "http://x/v1"}}"#.to_vec(), 400, "config.bsae_url"),
-        ("unknown kind", "/v1/org_configs".into(), br#"{"provider": "skynet", "name": "x"}"#.to_vec(), 400, "provider"),
-        ("non-URL base_url", "/v1/org_configs".into(), br#"{"provider": "vllm", "name": "x", "config": {"base_url": "not a url"}}"#.to_vec(), 400, "config.base_url"),
-        ("ftp base_url", "/v1/org_configs".into(), br#"{"provider": "vllm", "name": "x", "config": {"base_url": "ftp://h/v1"}}"#.to_vec(), 400, "config.base_url"),
-        ("base_url type", "/v1/org_configs".into(), br#"{"provider": "vllm", "name": "x", "config": {"base_url": 8000}}"#.to_vec(), 400, "config.base_url"),
-        ("bad name", "/v1/org_configs".into(), br#"{"provider": "vllm", "name": "a/b"}"#.to_vec(), 400, "name"),
-        ("credential header", "/v1/org_configs".into(), br#"{"provider": "vllm", "name": "x", "config": {"headers": {"Authorization": "Bearer k"}}}"#.to_vec(), 400, "config.headers.Authorization"),
-        ("empty api_key", "/v1/org_configs".into(), br#"{"provider": "vllm", "name": "x", "api_key": ""}"#.to_vec(), 400, "api_key"),
-        ("name used by the file", "/v1/org_configs".into(), br#"{"provider": "openai"}"#.to_vec(), 409, "name"),
-        ("name used by the store", "/v1/org_configs".into(), br#"{"provider": "vllm", "name": "gpu-2"}"#.to_vec(), 409, "name"),
-        ("patch: duplicate name", format!("/v1/org_configs/{id}"), br#"{"name": "ollama"}"#.to_vec(), 409, "name"),
-        ("patch: file name", format!("/v1/org_configs/{id}"), br#"{"name": "openai"}"#.to_vec(), 409, "name"),
-        ("patch: bad base_url", format!("/v1/org_configs/{id}"), br#"{"config": {"base_url": "nope"}, "enabled": true}"#.to_vec(), 400, "config.base_url"),
-        ("patch: wrong type", format!("/v1/org_configs/{id}"), br#"{"enabled": 1, "name": "fine"}"#.to_vec(), 400, "enabled"),
-        ("patch: unknown field", format!("/v1/org_configs/{id}"), br#"{"nmae": "x"}"#.to_vec(), 400, "nmae"),
-        ("patch: change kind", format!("/v1/org_configs/{id}"), br#"{"provider": "openai"}"#.to_vec(), 400, "provider"),
-        ("patch: malformed", format!("/v1/org_configs/{id}"), b"{".to_vec(), 400, ""),
-        ("patch: unknown id", "/v1/org_configs/oc_missing".into(), br#"{"enabled": true}"#.to_vec(), 404, "id"),
+        (
+            "malformed JSON",
+            "/v1/org_configs".into(),
+            b"{\"provider\": ".to_vec(),
+            400,
+            "",
+        ),
+        (
+            "not an object",
+            "/v1/org_configs".into(),
+            b"[\"vllm\"]".to_vec(),
+            400,
+            "",
+        ),
+        (
+            "missing provider",
+            "/v1/org_configs".into(),
+            br#"{"name": "x"}"#.to_vec(),
+            400,
+            "provider",
+        ),
+        (
+            "wrong type",
+            "/v1/org_configs".into(),
+            br#"{"provider": "vllm", "name": "x", "enabled": "yes"}"#.to_vec(),
+            400,
+            "enabled",
+        ),
+        (
+            "unknown field",
+            "/v1/org_configs".into(),
+            br#"{"provider": "vllm", "name": "x", "colour": 1}"#.to_vec(),
+            400,
+            "colour",
+        ),
+        (
+            "unknown config field",
+            "/v1/org_configs".into(),
+            br#"{"provider": "vllm", "name": "x", "config": {"bsae_url": "http://x/v1"}}"#.to_vec(),
+            400,
+            "config.bsae_url",
+        ),
+        (
+            "unknown kind",
+            "/v1/org_configs".into(),
+            br#"{"provider": "skynet", "name": "x"}"#.to_vec(),
+            400,
+            "provider",
+        ),
+        (
+            "non-URL base_url",
+            "/v1/org_configs".into(),
+            br#"{"provider": "vllm", "name": "x", "config": {"base_url": "not a url"}}"#.to_vec(),
+            400,
+            "config.base_url",
+        ),
+        (
+            "ftp base_url",
+            "/v1/org_configs".into(),
+            br#"{"provider": "vllm", "name": "x", "config": {"base_url": "ftp://h/v1"}}"#.to_vec(),
+            400,
+            "config.base_url",
+        ),
+        (
+            "base_url type",
+            "/v1/org_configs".into(),
+            br#"{"provider": "vllm", "name": "x", "config": {"base_url": 8000}}"#.to_vec(),
+            400,
+            "config.base_url",
+        ),
+        (
+            "bad name",
+            "/v1/org_configs".into(),
+            br#"{"provider": "vllm", "name": "a/b"}"#.to_vec(),
+            400,
+            "name",
+        ),
+        (
+            "credential header",
+            "/v1/org_configs".into(),
+            br#"{"provider": "vllm", "name": "x", "config": {"headers": {"Authorization": "Bearer k"}}}"#.to_vec(),
+            400,
+            "config.headers.Authorization",
+        ),
+        (
+            "empty api_key",
+            "/v1/org_configs".into(),
+            br#"{"provider": "vllm", "name": "x", "api_key": ""}"#.to_vec(),
+            400,
+            "api_key",
+        ),
+        (
+            "name used by the file",
+            "/v1/org_configs".into(),
+            br#"{"provider": "openai"}"#.to_vec(),
+            409,
+            "name",
+        ),
+        (
+            "name used by the store",
+            "/v1/org_configs".into(),
+            br#"{"provider": "vllm", "name": "gpu-2"}"#.to_vec(),
+            409,
+            "name",
+        ),
+        (
+            "patch: duplicate name",
+            format!("/v1/org_configs/{id}"),
+            br#"{"name": "ollama"}"#.to_vec(),
+            409,
+            "name",
+        ),
+        (
+            "patch: file name",
+            format!("/v1/org_configs/{id}"),
+            br#"{"name": "openai"}"#.to_vec(),
+            409,
+            "name",
+        ),
+        (
+            "patch: bad base_url",
+            format!("/v1/org_configs/{id}"),
+            br#"{"config": {"base_url": "nope"}, "enabled": true}"#.to_vec(),
+            400,
+            "config.base_url",
+        ),
+        (
+            "patch: wrong type",
+            format!("/v1/org_configs/{id}"),
+            br#"{"enabled": 1, "name": "fine"}"#.to_vec(),
+            400,
+            "enabled",
+        ),
+        (
+            "patch: unknown field",
+            format!("/v1/org_configs/{id}"),
+            br#"{"nmae": "x"}"#.to_vec(),
+            400,
+            "nmae",
+        ),
+        (
+            "patch: change kind",
+            format!("/v1/org_configs/{id}"),
+            br#"{"provider": "openai"}"#.to_vec(),
+            400,
+            "provider",
+        ),
+        (
+            "patch: malformed",
+            format!("/v1/org_configs/{id}"),
+            b"{".to_vec(),
+            400,
+            "",
+        ),
+        (
+            "patch: unknown id",
+            "/v1/org_configs/oc_missing".into(),
+            br#"{"enabled": true}"#.to_vec(),
+            404,
+            "id",
+        ),
     ];
     for (what, path, body, status, param) in cases {
         let method = if path == "/v1/org_configs" {
@@ -270,37 +383,21 @@ async fn crud_round_trip_and_bad_input_changes_nothing() {
         }
         assert_eq!(api.list().await, before, "{what} changed the stored data");
     }
-    let big = format!(
-        "{{\"provider\": \"vllm\", \"name\": \"{}\"}}",
-        "x".repeat(1_100_000)
-    );
-    let (s, v) = api
-        .raw(Method::POST, "/v1/org_configs", big.as_bytes())
-        .await;
+    let big = format!("{{\"provider\": \"vllm\", \"name\": \"{}\"}}", "x".repeat(1_100_000));
+    let (s, v) = api.raw(Method::POST, "/v1/org_configs", big.as_bytes()).await;
     assert_eq!(s, 413, "{v}");
     assert_eq!(
-        api.call(Method::DELETE, "/v1/org_configs/oc_missing", None)
-            .await
-            .0,
+        api.call(Method::DELETE, "/v1/org_configs/oc_missing", None).await.0,
         404
     );
-    assert_eq!(
-        api.call(Method::GET, "/v1/org_configs/oc_missing", None)
-            .await
-            .0,
-        404
-    );
+    assert_eq!(api.call(Method::GET, "/v1/org_configs/oc_missing", None).await.0, 404);
     assert_eq!(api.call(Method::PUT, "/v1/org_configs", None).await.0, 405);
     assert_eq!(api.list().await, before);
 
-    let (s, v) = api
-        .call(Method::DELETE, &format!("/v1/org_configs/{id}"), None)
-        .await;
+    let (s, v) = api.call(Method::DELETE, &format!("/v1/org_configs/{id}"), None).await;
     assert_eq!((s, v), (200, json!({"id": id, "deleted": true})));
     assert_eq!(
-        api.call(Method::GET, &format!("/v1/org_configs/{id}"), None)
-            .await
-            .0,
+        api.call(Method::GET, &format!("/v1/org_configs/{id}"), None).await.0,
         404
     );
     assert_eq!(api.list().await["data"], json!([ollama]));
@@ -402,10 +499,7 @@ async fn runtime_provider_serves_and_patches_apply_to_the_next_request() {
     )
     .await;
     let (s, v) = chat_with(&gw, KEY, "selfhosted/llama-3").await;
-    assert_eq!(
-        (s, v["error"]["code"].as_str()),
-        (404, Some("model_not_found"))
-    );
+    assert_eq!((s, v["error"]["code"].as_str()), (404, Some("model_not_found")));
     api.call(
         Method::PATCH,
         &format!("/v1/org_configs/{id}"),
@@ -415,7 +509,8 @@ async fn runtime_provider_serves_and_patches_apply_to_the_next_request() {
     assert_eq!(chat_with(&gw, KEY, "selfhosted/llama-3").await.0, 200);
 
     // A self-hosted kind without a key, reachable as <name>/<model>.
-    api.create(json!({"provider": "vllm", "name": "gpu", "config": {"base_url": local.v1(), "model": "qwen"}})).await;
+    api.create(json!({"provider": "vllm", "name": "gpu", "config": {"base_url": local.v1(), "model": "qwen"}}))
+        .await;
     let (s, v) = chat_with(&gw, KEY, "gpu/qwen").await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(local.last().await["body"]["model"], "qwen");
@@ -423,9 +518,7 @@ async fn runtime_provider_serves_and_patches_apply_to_the_next_request() {
 
     // Deleted: gone from the next request.
     assert_eq!(
-        api.call(Method::DELETE, &format!("/v1/org_configs/{id}"), None)
-            .await
-            .0,
+        api.call(Method::DELETE, &format!("/v1/org_configs/{id}"), None).await.0,
         200
     );
     assert_eq!(chat_with(&gw, KEY, "selfhosted/llama-3").await.0, 404);
@@ -436,7 +529,9 @@ async fn runtime_provider_serves_and_patches_apply_to_the_next_request() {
 async fn wrong_or_missing_admin_key_changes_nothing() {
     let gw = start("", &[]).await;
     let api = AdminApi::new(&gw);
-    let rec = api.create(json!({"provider": "vllm", "name": "gpu", "config": {"base_url": "http://127.0.0.1:8000/v1"}})).await;
+    let rec = api
+        .create(json!({"provider": "vllm", "name": "gpu", "config": {"base_url": "http://127.0.0.1:8000/v1"}}))
+        .await;
     let (_, key) = api.call(Method::POST, "/v1/keys", None).await;
     let id = rec["id"].as_str().unwrap();
     let key_id = key["id"].as_str().unwrap();
@@ -475,10 +570,7 @@ async fn wrong_or_missing_admin_key_changes_nothing() {
     let api = AdminApi::new(&locked);
     let (s, v) = api.call(Method::GET, "/v1/org_configs", None).await;
     assert_eq!(s, 401);
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("PRISM_ADMIN_KEY"));
+    assert!(v["error"]["message"].as_str().unwrap().contains("PRISM_ADMIN_KEY"));
     assert_eq!(api.send(Method::GET, "/healthz", None, None).await.0, 200);
     assert!(locked.log().contains("PRISM_ADMIN_KEY"));
 }
@@ -489,14 +581,17 @@ async fn without_a_master_key_keys_are_refused_and_keyless_configs_work() {
     let gw = Gateway::start_env("", &[("PRISM_ADMIN_KEY", ADMIN)]).await;
     let api = AdminApi::new(&gw);
     let (s, v) = api
-        .call(Method::POST, "/v1/org_configs", Some(json!({"provider": "openai", "name": "x", "api_key": UPSTREAM_KEY, "config": {"base_url": mock.v1()}})))
+        .call(
+            Method::POST,
+            "/v1/org_configs",
+            Some(
+                json!({"provider": "openai", "name": "x", "api_key": UPSTREAM_KEY, "config": {"base_url": mock.v1()}}),
+            ),
+        )
         .await;
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["error"]["code"], "master_key_not_configured");
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("PRISM_MASTER_KEY"));
+    assert!(v["error"]["message"].as_str().unwrap().contains("PRISM_MASTER_KEY"));
     assert_eq!(api.list().await["data"], json!([]));
 
     let rec = api
@@ -545,19 +640,10 @@ async fn fifty_concurrent_patches_leave_one_whole_write() {
         assert_eq!(*s, 200, "{v}");
     }
     let (_, now) = api.call(Method::GET, &path, None).await;
-    let i: usize = now["name"]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("cc-")
-        .parse()
-        .unwrap();
+    let i: usize = now["name"].as_str().unwrap().trim_start_matches("cc-").parse().unwrap();
     assert_eq!(now["config"]["model"], format!("m{i}"), "{now}");
     assert_eq!(now["config"]["organization"], format!("org-{i}"), "{now}");
-    assert_eq!(
-        now["config"]["headers"]["x-writer"],
-        format!("{i}"),
-        "{now}"
-    );
+    assert_eq!(now["config"]["headers"]["x-writer"], format!("{i}"), "{now}");
     assert_eq!(now["api_key_hint"], format!("sk-...{i:04}"), "{now}");
     assert_eq!(api.list().await["data"].as_array().unwrap().len(), 1);
 
@@ -599,10 +685,7 @@ async fn records_and_keys_survive_a_crash_and_keys_rotate() {
     let data_s = data.display().to_string();
     let old_file = write_key_file(&base, "old.key", 11);
     let new_file = write_key_file(&base, "new.key", 22);
-    let (old_s, new_s) = (
-        old_file.display().to_string(),
-        new_file.display().to_string(),
-    );
+    let (old_s, new_s) = (old_file.display().to_string(), new_file.display().to_string());
     let env_old = [
         ("PRISM_ADMIN_KEY", ADMIN),
         ("PRISM_MASTER_KEY_FILE", old_s.as_str()),
@@ -614,9 +697,7 @@ async fn records_and_keys_survive_a_crash_and_keys_rotate() {
     let rec = api
         .create(json!({"provider": "openai", "name": "kept", "api_key": UPSTREAM_KEY, "config": {"base_url": mock.v1(), "model": "m"}}))
         .await;
-    let (s, created_key) = api
-        .call(Method::POST, "/v1/keys", Some(json!({"name": "ci"})))
-        .await;
+    let (s, created_key) = api.call(Method::POST, "/v1/keys", Some(json!({"name": "ci"}))).await;
     assert_eq!(s, 201, "{created_key}");
     let client_key = created_key["key"].as_str().unwrap().to_string();
     assert!(
@@ -626,14 +707,8 @@ async fn records_and_keys_survive_a_crash_and_keys_rotate() {
     let key_id = created_key["id"].as_str().unwrap().to_string();
     let (_, keys) = api.call(Method::GET, "/v1/keys", None).await;
     assert_eq!(keys["data"][0]["id"], key_id.as_str());
-    assert!(keys["data"][0]["hint"]
-        .as_str()
-        .unwrap()
-        .starts_with("sk-prism-..."));
-    assert!(
-        !keys.to_string().contains(&client_key),
-        "the key is shown once only"
-    );
+    assert!(keys["data"][0]["hint"].as_str().unwrap().starts_with("sk-prism-..."));
+    assert!(!keys.to_string().contains(&client_key), "the key is shown once only");
     let (s, v) = chat_with(&gw, &client_key, "kept/m").await;
     assert_eq!(s, 200, "a runtime key works on the data plane: {v}");
     let mut seen = api.seen().replace(&client_key, "");
@@ -652,16 +727,12 @@ async fn records_and_keys_survive_a_crash_and_keys_rotate() {
     );
 
     // Revoked: refused from the next request; the file key still works.
-    let (s, v) = api
-        .call(Method::DELETE, &format!("/v1/keys/{key_id}"), None)
-        .await;
+    let (s, v) = api.call(Method::DELETE, &format!("/v1/keys/{key_id}"), None).await;
     assert_eq!((s, v), (200, json!({"id": key_id, "deleted": true})));
     assert_eq!(chat_with(&gw, &client_key, "kept/m").await.0, 401);
     assert_eq!(chat_with(&gw, KEY, "kept/m").await.0, 200);
     assert_eq!(
-        api.call(Method::DELETE, &format!("/v1/keys/{key_id}"), None)
-            .await
-            .0,
+        api.call(Method::DELETE, &format!("/v1/keys/{key_id}"), None).await.0,
         404
     );
     seen.push_str(&api.seen());
@@ -707,12 +778,9 @@ async fn records_and_keys_survive_a_crash_and_keys_rotate() {
     let out = run(&["serve", "-c", &cfg], &serve_env(&new_s));
     assert!(!out.status.success());
     assert!(started.elapsed() < Duration::from_secs(30));
-    let err =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(err.contains("wrong master key"), "{err}");
-    assert!(
-        !err.contains(&master(22)) && !err.contains(&master(11)) && !err.contains(UPSTREAM_KEY)
-    );
+    assert!(!err.contains(&master(22)) && !err.contains(&master(11)) && !err.contains(UPSTREAM_KEY));
 
     // Rotation: the new key must be given; with it every record is re-sealed.
     let out = prism(
@@ -721,48 +789,21 @@ async fn records_and_keys_survive_a_crash_and_keys_rotate() {
     );
     assert!(!out.status.success(), "no new key given");
     let out = prism(
-        &[
-            "keys",
-            "rotate",
-            "--data-dir",
-            &data_s,
-            "--new-key-file",
-            &new_s,
-        ],
+        &["keys", "rotate", "--data-dir", &data_s, "--new-key-file", &new_s],
         &[("PRISM_MASTER_KEY_FILE", &new_s)],
     );
-    assert!(
-        !out.status.success(),
-        "the current key must open every record"
-    );
+    assert!(!out.status.success(), "the current key must open every record");
     let out = prism(
-        &[
-            "keys",
-            "rotate",
-            "--data-dir",
-            &data_s,
-            "--new-key-file",
-            &new_s,
-        ],
+        &["keys", "rotate", "--data-dir", &data_s, "--new-key-file", &new_s],
         &[("PRISM_MASTER_KEY_FILE", &old_s)],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("re-encrypted 1"));
     let out = prism(
         &["keys", "rotate", "--data-dir", &data_s],
-        &[
-            ("PRISM_MASTER_KEY_FILE", &old_s),
-            ("PRISM_NEW_MASTER_KEY", &master(33)),
-        ],
+        &[("PRISM_MASTER_KEY_FILE", &old_s), ("PRISM_NEW_MASTER_KEY", &master(33))],
     );
-    assert!(
-        !out.status.success(),
-        "the old key no longer opens the records"
-    );
+    assert!(!out.status.success(), "the old key no longer opens the records");
 
     let env_new = [
         ("PRISM_ADMIN_KEY", ADMIN),
@@ -811,21 +852,10 @@ async fn rotation_beside_a_running_gateway_locks_out_its_stale_writes() {
 
     // The gateway does not hold the store open, so rotation runs beside it...
     let out = prism(
-        &[
-            "keys",
-            "rotate",
-            "--data-dir",
-            &data_s,
-            "--new-key-file",
-            &new_s,
-        ],
+        &["keys", "rotate", "--data-dir", &data_s, "--new-key-file", &new_s],
         &[("PRISM_MASTER_KEY_FILE", &old_s)],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // ...the running gateway keeps serving from memory, and cannot write over the rotated
     // records with its old key.
     assert_eq!(chat_with(&gw, KEY, "p/m").await.0, 200);
@@ -837,10 +867,7 @@ async fn rotation_beside_a_running_gateway_locks_out_its_stale_writes() {
         )
         .await;
     assert_eq!(s, 409, "{v}");
-    assert!(
-        v["error"]["message"].as_str().unwrap().contains("restart"),
-        "{v}"
-    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("restart"), "{v}");
     let (s, _) = api.call(Method::POST, "/v1/keys", None).await;
     assert_eq!(s, 409);
     assert_eq!(api.list().await["data"], json!([rec]));

@@ -12,7 +12,10 @@ const KINDS: [&str; 5] = ["openai", "mistral", "ollama", "vllm", "lmstudio"];
 fn config(mock: &Mock) -> String {
     let mut c = String::from("[auth]\napi_keys = []\n");
     for k in KINDS {
-        c.push_str(&format!("[providers.{k}]\nbase_url = \"{}\"\napi_key = \"sk-up-{k}\"\nmodels = [\"m1\"]\n", mock.v1()));
+        c.push_str(&format!(
+            "[providers.{k}]\nbase_url = \"{}\"\napi_key = \"sk-up-{k}\"\nmodels = [\"m1\"]\n",
+            mock.v1()
+        ));
     }
     c.push_str("[[routes]]\nmodel = \"smart\"\ntargets = [\"vllm/qwen\", \"openai/gpt\"]\n");
     c
@@ -90,7 +93,10 @@ async fn usage_chunk_only_when_asked() {
         assert!(usage["usage"]["total_tokens"].as_u64().unwrap_or(0) > 0, "{kind}");
         for e in &events[..n - 2] {
             let v: Value = serde_json::from_str(e).unwrap();
-            assert!(v["usage"].is_null() && v.get("usage").is_some(), "{kind}: every chunk before U has usage:null");
+            assert!(
+                v["usage"].is_null() && v.get("usage").is_some(),
+                "{kind}: every chunk before U has usage:null"
+            );
         }
     }
 }
@@ -100,12 +106,28 @@ async fn completions_embeddings_models() {
     let mock = Mock::start();
     let gw = Gateway::start(&config(&mock)).await;
     for kind in ["openai", "mistral", "vllm"] {
-        let r = gw.post("/v1/completions", &json!({"model": format!("{kind}/m"), "prompt": "Say hi", "max_tokens": 5})).await;
+        let r = gw
+            .post(
+                "/v1/completions",
+                &json!({"model": format!("{kind}/m"), "prompt": "Say hi", "max_tokens": 5}),
+            )
+            .await;
         assert_eq!(r.status(), 200, "{kind}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["object"], "text_completion", "{kind}: {v}");
-        assert!(v["choices"][0]["text"].as_str().unwrap_or_default().contains("received"), "{kind}: {v}");
-        let r = gw.post("/v1/completions", &json!({"model": format!("{kind}/m"), "prompt": "Say hi", "stream": true})).await;
+        assert!(
+            v["choices"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("received"),
+            "{kind}: {v}"
+        );
+        let r = gw
+            .post(
+                "/v1/completions",
+                &json!({"model": format!("{kind}/m"), "prompt": "Say hi", "stream": true}),
+            )
+            .await;
         assert_eq!(r.status(), 200);
         let events = common::sse_data(&r.text().await.unwrap());
         assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{kind}: {events:?}");
@@ -117,30 +139,62 @@ async fn completions_embeddings_models() {
         assert!(text.contains("received"), "{kind}: {events:?}");
     }
     for kind in KINDS {
-        let r = gw.post("/v1/embeddings", &json!({"model": format!("{kind}/e"), "input": ["a", "b"]})).await;
+        let r = gw
+            .post(
+                "/v1/embeddings",
+                &json!({"model": format!("{kind}/e"), "input": ["a", "b"]}),
+            )
+            .await;
         assert_eq!(r.status(), 200, "{kind}");
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["data"].as_array().map(Vec::len), Some(2));
         assert!(v["data"][0]["embedding"].is_array());
         assert_eq!(v["model"], format!("{kind}/e"));
-        let r = gw.post("/v1/embeddings", &json!({"model": format!("{kind}/e"), "input": "a", "encoding_format": "base64"})).await;
+        let r = gw
+            .post(
+                "/v1/embeddings",
+                &json!({"model": format!("{kind}/e"), "input": "a", "encoding_format": "base64"}),
+            )
+            .await;
         let v: Value = r.json().await.unwrap();
-        let b64 = v["data"][0]["embedding"].as_str().unwrap_or_else(|| panic!("{kind}: base64 string expected: {v}"));
+        let b64 = v["data"][0]["embedding"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{kind}: base64 string expected: {v}"));
         use base64::Engine;
         let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
         assert_eq!(raw.len() % 4, 0);
     }
-    let r = reqwest::Client::new().get(format!("{}/v1/models", gw.url())).bearer_auth(KEY).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/models", gw.url()))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
     let v: Value = r.json().await.unwrap();
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str()).collect();
-    assert!(ids.contains(&"smart") && ids.contains(&"vllm/m1") && ids.contains(&"m1"), "{ids:?}");
-    assert!(v["data"].as_array().unwrap().iter().all(|m| m["object"] == "model" && m["owned_by"].is_string()));
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"smart") && ids.contains(&"vllm/m1") && ids.contains(&"m1"),
+        "{ids:?}"
+    );
+    assert!(v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["object"] == "model" && m["owned_by"].is_string()));
 }
 
 async fn expect_error(r: reqwest::Response, status: u16, param: Option<&str>) -> Value {
     let got = r.status().as_u16();
     assert!(r.headers().get("x-request-id").is_some());
-    assert_eq!(r.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+    assert_eq!(
+        r.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
     let v: Value = r.json().await.expect("error body is JSON");
     assert_eq!(got, status, "{v}");
     let e = &v["error"];
@@ -159,15 +213,45 @@ async fn bad_input_gets_clear_errors_and_the_gateway_keeps_serving() {
     let gw = Gateway::start(&format!("[server]\nmax_body_size = \"2MiB\"\n{}", config(&mock))).await;
     let c = reqwest::Client::new();
     let url = format!("{}/v1/chat/completions", gw.url());
-    let raw = |body: &'static str| c.post(&url).bearer_auth(KEY).header("content-type", "application/json").body(body).send();
+    let raw = |body: &'static str| {
+        c.post(&url)
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
 
     expect_error(raw("{not json").await.unwrap(), 400, None).await;
     expect_error(raw("[1,2,3]").await.unwrap(), 400, None).await;
     expect_error(raw("").await.unwrap(), 400, None).await;
-    expect_error(raw(r#"{"model":"openai/x","messages":"hello"}"#).await.unwrap(), 400, Some("messages")).await;
-    expect_error(raw(r#"{"messages":[{"role":"user","content":"x"}]}"#).await.unwrap(), 400, Some("model")).await;
-    expect_error(raw(r#"{"model":42,"messages":[{"role":"user","content":"x"}]}"#).await.unwrap(), 400, Some("model")).await;
-    let v = expect_error(raw(r#"{"model":"nope/x","messages":[{"role":"user","content":"x"}]}"#).await.unwrap(), 404, Some("model")).await;
+    expect_error(
+        raw(r#"{"model":"openai/x","messages":"hello"}"#).await.unwrap(),
+        400,
+        Some("messages"),
+    )
+    .await;
+    expect_error(
+        raw(r#"{"messages":[{"role":"user","content":"x"}]}"#).await.unwrap(),
+        400,
+        Some("model"),
+    )
+    .await;
+    expect_error(
+        raw(r#"{"model":42,"messages":[{"role":"user","content":"x"}]}"#)
+            .await
+            .unwrap(),
+        400,
+        Some("model"),
+    )
+    .await;
+    let v = expect_error(
+        raw(r#"{"model":"nope/x","messages":[{"role":"user","content":"x"}]}"#)
+            .await
+            .unwrap(),
+        404,
+        Some("model"),
+    )
+    .await;
     assert_eq!(v["error"]["code"], "model_not_found");
     assert!(v["error"]["message"].as_str().unwrap().contains("nope/x"));
 
@@ -177,22 +261,43 @@ async fn bad_input_gets_clear_errors_and_the_gateway_keeps_serving() {
     let v = expect_error(r, 413, None).await;
     assert_eq!(v["error"]["code"], "request_too_large");
     let stream = futures_util::stream::iter((0..48).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 64 * 1024])));
-    let r = c.post(&url).bearer_auth(KEY).body(reqwest::Body::wrap_stream(stream)).send().await;
+    let r = c
+        .post(&url)
+        .bearer_auth(KEY)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
     if let Ok(r) = r {
         expect_error(r, 413, None).await;
     }
 
     // Keys.
-    let r = c.post(&url).json(&chat_body("openai/x", 10, false)).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .json(&chat_body("openai/x", 10, false))
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 401, None).await;
-    let r = c.post(&url).bearer_auth("sk-wrong").json(&chat_body("openai/x", 10, false)).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .bearer_auth("sk-wrong")
+        .json(&chat_body("openai/x", 10, false))
+        .send()
+        .await
+        .unwrap();
     let v = expect_error(r, 401, None).await;
     assert_eq!(v["error"]["type"], "authentication_error");
 
     // Wrong method and path.
     let r = c.get(&url).bearer_auth(KEY).send().await.unwrap();
     expect_error(r, 405, None).await;
-    let r = c.post(format!("{}/v2/whatever", gw.url())).bearer_auth(KEY).send().await.unwrap();
+    let r = c
+        .post(format!("{}/v2/whatever", gw.url()))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 404, None).await;
 
     // Still serving.
@@ -205,46 +310,80 @@ async fn bad_input_gets_clear_errors_and_the_gateway_keeps_serving() {
 async fn broken_upstream_replies_are_clear_errors() {
     let mock = Mock::start();
     // Each broken reply is checked on its own here; the breaker has tests/failover.rs.
-    let gw = Gateway::start(&format!("[health]\nconsecutive_failures = 1000\nretries = 0\nprobe_interval = \"0s\"\n{}", config(&mock))).await;
+    let gw = Gateway::start(&format!(
+        "[health]\nconsecutive_failures = 1000\nretries = 0\nprobe_interval = \"0s\"\n{}",
+        config(&mock)
+    ))
+    .await;
     // Not JSON.
     let (status, v) = gw.chat(&chat_body("openai/m@garbage", 100, false)).await;
     assert_eq!(status, 502, "{v}");
     assert_eq!(v["error"]["type"], "server_error");
     // Upstream 5xx and 429 keep their meaning.
-    let r = gw.post("/v1/chat/completions", &chat_body("openai/m@status=503", 100, false)).await;
+    let r = gw
+        .post("/v1/chat/completions", &chat_body("openai/m@status=503", 100, false))
+        .await;
     expect_error(r, 503, None).await;
     // A client mistake upstream stays a 400.
-    let r = gw.post("/v1/chat/completions", &chat_body("openai/m@status=400", 100, false)).await;
+    let r = gw
+        .post("/v1/chat/completions", &chat_body("openai/m@status=400", 100, false))
+        .await;
     expect_error(r, 400, None).await;
     // A stream that dies after content: an error event, no finish chunk, no [DONE].
     let (status, events) = gw.chat_stream(&chat_body("openai/m@reset_after=3", 100, true)).await;
     assert_eq!(status, 200);
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert!(last["error"]["message"].is_string(), "{events:?}");
-    assert!(events.iter().all(|e| e != "[DONE]" && !e.contains("\"finish_reason\":\"stop\"")), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e != "[DONE]" && !e.contains("\"finish_reason\":\"stop\"")),
+        "{events:?}"
+    );
     // An in-band error after content, the same.
-    let (_, events) = gw.chat_stream(&chat_body("openai/m@inband_error_after=2", 100, true)).await;
+    let (_, events) = gw
+        .chat_stream(&chat_body("openai/m@inband_error_after=2", 100, true))
+        .await;
     let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert!(last["error"].is_object(), "{events:?}");
     // Failing before any content: a plain HTTP error, not a 200 stream.
-    let r = gw.post("/v1/chat/completions", &chat_body("openai/m@inband_error_after=0", 100, true)).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &chat_body("openai/m@inband_error_after=0", 100, true),
+        )
+        .await;
     assert!(r.status().as_u16() >= 500);
-    let r = gw.post("/v1/chat/completions", &chat_body("openai/m@empty", 100, true)).await;
+    let r = gw
+        .post("/v1/chat/completions", &chat_body("openai/m@empty", 100, true))
+        .await;
     expect_error(r, 502, None).await;
     // A dead upstream port.
-    let dead = format!("[providers.openai]\nbase_url = \"http://127.0.0.1:{}/v1\"\n", common::free_port());
+    let dead = format!(
+        "[providers.openai]\nbase_url = \"http://127.0.0.1:{}/v1\"\n",
+        common::free_port()
+    );
     let gw2 = Gateway::start(&dead).await;
-    let r = gw2.post("/v1/chat/completions", &chat_body("openai/m", 100, false)).await;
+    let r = gw2
+        .post("/v1/chat/completions", &chat_body("openai/m", 100, false))
+        .await;
     let v = expect_error(r, 502, None).await;
     assert!(v["error"]["message"].as_str().unwrap().contains("openai"));
     let (status, _) = gw.chat(&chat_body("openai/m", 100, false)).await;
     assert_eq!(status, 200, "still serving");
     // A 429 keeps its meaning and its Retry-After, and pauses that upstream meanwhile.
-    let r = gw.post("/v1/chat/completions", &chat_body("openai/m@status=429,retry_after=7", 100, false)).await;
+    let r = gw
+        .post(
+            "/v1/chat/completions",
+            &chat_body("openai/m@status=429,retry_after=7", 100, false),
+        )
+        .await;
     assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("7"));
     let v = expect_error(r, 429, None).await;
     assert_eq!(v["error"]["type"], "rate_limit_error");
-    let r = gw.post("/v1/chat/completions", &chat_body("openai/m", 100, false)).await;
+    let r = gw
+        .post("/v1/chat/completions", &chat_body("openai/m", 100, false))
+        .await;
     assert!(r.headers().get("retry-after").is_some());
     let v = expect_error(r, 429, None).await;
     assert!(v["error"]["message"].as_str().unwrap().contains("rate-limited"), "{v}");
@@ -287,12 +426,32 @@ async fn models_discovered_from_provider_list_endpoints() {
     let c = reqwest::Client::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let v: Value = c.get(format!("{}/v1/models", gw.url())).bearer_auth(KEY).send().await.unwrap().json().await.unwrap();
-        let ids: Vec<String> = v["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect();
+        let v: Value = c
+            .get(format!("{}/v1/models", gw.url()))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<String> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_string))
+            .collect();
         let discovered_openai = ids.iter().filter(|i| i.starts_with("openai/")).count();
         if discovered_openai > 1 && ids.iter().any(|i| i == "gemini/gemini-2.5-flash") {
-            assert!(ids.contains(&"openai/configured-one".to_string()), "configured names stay: {ids:?}");
-            assert_eq!(ids.iter().filter(|i| i.starts_with("vllm/")).count(), 1, "no discovery unless enabled: {ids:?}");
+            assert!(
+                ids.contains(&"openai/configured-one".to_string()),
+                "configured names stay: {ids:?}"
+            );
+            assert_eq!(
+                ids.iter().filter(|i| i.starts_with("vllm/")).count(),
+                1,
+                "no discovery unless enabled: {ids:?}"
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{ids:?}");

@@ -67,7 +67,13 @@ async fn health_of(gw: &Gateway, provider: &str) -> Value {
         .await
         .unwrap();
     let v: Value = r.json().await.unwrap();
-    v["data"].as_array().unwrap().iter().find(|p| p["provider"] == provider).cloned().unwrap_or(Value::Null)
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == provider)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 async fn start(primary: &str, backup: &Mock) -> Gateway {
@@ -97,9 +103,15 @@ async fn status_503_and_first_event_errors_fail_over_then_primary_recovers() {
     for size in [1024, 1 << 20] {
         let (primary, backup) = (Mock::start(), Mock::start());
         let gw = start(&primary.v1(), &backup).await;
-        primary.control(Method::POST, "fault", Some(json!({"directives": "status=503"}))).await;
+        primary
+            .control(Method::POST, "fault", Some(json!({"directives": "status=503"})))
+            .await;
         loop_all_succeed(&gw, size, false, 12).await;
-        assert_eq!(requests(&primary.stats().await), THRESHOLD, "primary ejected after the threshold");
+        assert_eq!(
+            requests(&primary.stats().await),
+            THRESHOLD,
+            "primary ejected after the threshold"
+        );
         assert_eq!(requests(&backup.stats().await), 12);
 
         // Recovery: the breaker half-opens after the cooldown and lets one trial at a time.
@@ -107,13 +119,22 @@ async fn status_503_and_first_event_errors_fail_over_then_primary_recovers() {
         tokio::time::sleep(Duration::from_millis(1100)).await;
         loop_all_succeed(&gw, size, false, 6).await;
         let served_by_primary = requests(&primary.stats().await) - THRESHOLD;
-        assert!(served_by_primary >= 2, "trials reached the recovered primary: {served_by_primary}");
+        assert!(
+            served_by_primary >= 2,
+            "trials reached the recovered primary: {served_by_primary}"
+        );
         let h = health_of(&gw, "primary").await;
         assert_eq!(h["breaker"], "closed", "{h}");
         assert_eq!(h["state"], "healthy", "{h}");
 
         // In-band error as the first stream event: nothing was sent, so the backup serves.
-        primary.control(Method::POST, "fault", Some(json!({"directives": "inband_error_after=0"}))).await;
+        primary
+            .control(
+                Method::POST,
+                "fault",
+                Some(json!({"directives": "inband_error_after=0"})),
+            )
+            .await;
         let before = requests(&backup.stats().await);
         loop_all_succeed(&gw, size, true, 6).await;
         assert_eq!(requests(&backup.stats().await) - before, 6);
@@ -124,12 +145,16 @@ async fn status_503_and_first_event_errors_fail_over_then_primary_recovers() {
 async fn half_open_admits_only_trials() {
     let (primary, backup) = (Mock::start(), Mock::start());
     let gw = start(&primary.v1(), &backup).await;
-    primary.control(Method::POST, "fault", Some(json!({"directives": "status=500"}))).await;
+    primary
+        .control(Method::POST, "fault", Some(json!({"directives": "status=500"})))
+        .await;
     loop_all_succeed(&gw, 1024, false, 5).await;
     assert_eq!(requests(&primary.stats().await), THRESHOLD);
     // Make the primary slow but healthy, then fire concurrent requests after the cooldown:
     // while half-open only one request at a time may reach it.
-    primary.control(Method::POST, "fault", Some(json!({"directives": "delay=400"}))).await;
+    primary
+        .control(Method::POST, "fault", Some(json!({"directives": "delay=400"})))
+        .await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..8 {
@@ -148,17 +173,31 @@ async fn half_open_admits_only_trials() {
     while let Some(r) = set.join_next().await {
         assert_eq!(r.unwrap(), 200);
     }
-    assert_eq!(requests(&primary.stats().await) - THRESHOLD, 1, "one trial while half-open");
+    assert_eq!(
+        requests(&primary.stats().await) - THRESHOLD,
+        1,
+        "one trial while half-open"
+    );
 }
 
 #[tokio::test]
 async fn rate_limited_primary_is_paused_for_retry_after() {
     let (primary, backup) = (Mock::start(), Mock::start());
     let gw = start(&primary.v1(), &backup).await;
-    primary.control(Method::POST, "fault", Some(json!({"directives": "status=429,retry_after=30"}))).await;
+    primary
+        .control(
+            Method::POST,
+            "fault",
+            Some(json!({"directives": "status=429,retry_after=30"})),
+        )
+        .await;
     loop_all_succeed(&gw, 1024, false, 10).await;
     loop_all_succeed(&gw, 1 << 20, true, 3).await;
-    assert_eq!(requests(&primary.stats().await), 1, "one 429, then paused for Retry-After");
+    assert_eq!(
+        requests(&primary.stats().await),
+        1,
+        "one 429, then paused for Retry-After"
+    );
     let h = health_of(&gw, "primary").await;
     assert_eq!(h["state"], "degraded", "{h}");
     assert!(h["rate_limited_until"].as_u64().is_some(), "{h}");
@@ -185,7 +224,9 @@ async fn mid_stream_failure_is_an_error_never_a_clean_finish() {
     for size in [1024, 1 << 20] {
         let (primary, backup) = (Mock::start(), Mock::start());
         let gw = start(&primary.v1(), &backup).await;
-        primary.control(Method::POST, "fault", Some(json!({"directives": "reset_after=3"}))).await;
+        primary
+            .control(Method::POST, "fault", Some(json!({"directives": "reset_after=3"})))
+            .await;
         let (status, events) = gw.chat_stream(&chat_body("m", size, true)).await;
         assert_eq!(status, 200);
         let (text, finish) = collect_stream(&events);

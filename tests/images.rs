@@ -34,14 +34,25 @@ async fn fetched_and_inlined_when_enabled() {
     assert_eq!(status, 200, "{v}");
     let last = mock.last().await;
     let parts = &last["body"]["contents"][0]["parts"];
-    assert_eq!(parts[1]["inlineData"], json!({"mimeType": "image/jpeg", "data": "/9j/4A=="}), "{last}");
+    assert_eq!(
+        parts[1]["inlineData"],
+        json!({"mimeType": "image/jpeg", "data": "/9j/4A=="}),
+        "{last}"
+    );
 
     let (status, v) = gw.chat(&body("ollama/llava", &cat)).await;
     assert_eq!(status, 200, "{v}");
     let last = mock.last().await;
-    assert_eq!(last["body"]["messages"][0]["content"][1]["image_url"]["url"], "data:image/jpeg;base64,/9j/4A==");
+    assert_eq!(
+        last["body"]["messages"][0]["content"][1]["image_url"]["url"],
+        "data:image/jpeg;base64,/9j/4A=="
+    );
 
-    for (url, what) in [("/images/big.jpg", "larger than"), ("/images/page.html", "not an image"), ("/images/missing.png", "HTTP 404")] {
+    for (url, what) in [
+        ("/images/big.jpg", "larger than"),
+        ("/images/page.html", "not an image"),
+        ("/images/missing.png", "HTTP 404"),
+    ] {
         let (status, v) = gw.chat(&body("gemini/g", &format!("{}{url}", mock.root()))).await;
         assert_eq!(status, 400, "{url}: {v}");
         assert_eq!(v["error"]["code"], "image_fetch_failed");
@@ -63,10 +74,17 @@ async fn internal_addresses_and_disabled_fetching_are_refused() {
     ] {
         let (status, v) = gw.chat(&body("gemini/g", &url)).await;
         assert_eq!(status, 400, "{url}: {v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains("internal address"), "{url}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("internal address"),
+            "{url}: {v}"
+        );
     }
     let (status, v) = gw.chat(&body("gemini-nofetch/g", "https://example.com/cat.jpg")).await;
     assert_eq!(status, 400, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("disabled"), "{v}");
-    assert_eq!(mock.stats().await["requests"].as_u64().unwrap_or(0), before, "nothing fetched, nothing sent");
+    assert_eq!(
+        mock.stats().await["requests"].as_u64().unwrap_or(0),
+        before,
+        "nothing fetched, nothing sent"
+    );
 }

@@ -58,12 +58,7 @@ fn client() -> reqwest::Client {
 }
 
 async fn post(mock: &Mock, path: &str, body: &Value) -> reqwest::Response {
-    client()
-        .post(mock.url(path))
-        .json(body)
-        .send()
-        .await
-        .expect("send")
+    client().post(mock.url(path)).json(body).send().await.expect("send")
 }
 
 fn body_len(body: &Value) -> usize {
@@ -146,10 +141,7 @@ async fn openai_chat_json_and_stream() {
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["model"], "gpt-4o");
     assert_eq!(v["choices"][0]["message"]["role"], "assistant");
-    assert_eq!(
-        v["choices"][0]["message"]["content"],
-        expected_text(body_len(&req), 8)
-    );
+    assert_eq!(v["choices"][0]["message"]["content"], expected_text(body_len(&req), 8));
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(v["usage"]["prompt_tokens"], body_len(&req) / 4);
     assert_eq!(v["usage"]["completion_tokens"], 8);
@@ -172,12 +164,7 @@ async fn openai_chat_json_and_stream() {
     assert_eq!(first["usage"], Value::Null);
     let content: String = events[1..9]
         .iter()
-        .map(|e| {
-            e.json()["choices"][0]["delta"]["content"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+        .map(|e| e.json()["choices"][0]["delta"]["content"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(content, expected_text(body_len(&req), 8));
     assert_eq!(events[9].json()["choices"][0]["finish_reason"], "stop");
@@ -198,18 +185,11 @@ async fn openai_tools_completions_embeddings_models() {
     ]);
     let req = json!({"model": "gpt-4o", "tools": tools, "tool_choice": "required",
                      "messages": [{"role": "user", "content": "weather?"}]});
-    let v: Value = post(&mock, "/v1/chat/completions", &req)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = post(&mock, "/v1/chat/completions", &req).await.json().await.unwrap();
     let msg = &v["choices"][0]["message"];
     assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
     assert_eq!(msg["content"], Value::Null);
-    assert_eq!(
-        msg["tool_calls"][0]["function"]["arguments"],
-        r#"{"city":"Paris"}"#
-    );
+    assert_eq!(msg["tool_calls"][0]["function"]["arguments"], r#"{"city":"Paris"}"#);
     assert_eq!(msg["tool_calls"][1]["function"]["name"], "get_time");
     assert_eq!(msg["tool_calls"][1]["function"]["arguments"], "{}");
 
@@ -238,11 +218,7 @@ async fn openai_tools_completions_embeddings_models() {
 
     // Legacy completions, JSON and stream.
     let req = json!({"model": "gpt-3.5-turbo-instruct@tokens=3", "prompt": "Say"});
-    let v: Value = post(&mock, "/v1/completions", &req)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = post(&mock, "/v1/completions", &req).await.json().await.unwrap();
     assert_eq!(v["object"], "text_completion");
     assert_eq!(v["model"], "gpt-3.5-turbo-instruct");
     assert_eq!(v["choices"][0]["text"], expected_text(body_len(&req), 3));
@@ -255,20 +231,12 @@ async fn openai_tools_completions_embeddings_models() {
 
     // Embeddings: float and base64 carry the same f32 values, in input order.
     let req = json!({"model": "text-embedding-3-small", "input": ["a", "b"], "dimensions": 4});
-    let floats: Value = post(&mock, "/v1/embeddings", &req)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let floats: Value = post(&mock, "/v1/embeddings", &req).await.json().await.unwrap();
     assert_eq!(floats["data"][1]["index"], 1);
     assert_eq!(floats["data"][0]["embedding"].as_array().unwrap().len(), 4);
     let req = json!({"model": "text-embedding-3-small", "input": ["a", "b"], "dimensions": 4,
                      "encoding_format": "base64"});
-    let b64: Value = post(&mock, "/v1/embeddings", &req)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let b64: Value = post(&mock, "/v1/embeddings", &req).await.json().await.unwrap();
     for i in 0..2 {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b64["data"][i]["embedding"].as_str().unwrap())
@@ -285,10 +253,7 @@ async fn openai_tools_completions_embeddings_models() {
             .collect();
         assert_eq!(decoded, expected);
     }
-    assert_ne!(
-        floats["data"][0]["embedding"],
-        floats["data"][1]["embedding"]
-    );
+    assert_ne!(floats["data"][0]["embedding"], floats["data"][1]["embedding"]);
 
     let v: Value = client()
         .get(mock.url("/v1/models"))
@@ -307,11 +272,7 @@ async fn anthropic_messages_json_and_streams() {
     let mock = Mock::start(&[]);
     let req = json!({"model": "claude-sonnet-4-5", "max_tokens": 100,
                      "messages": [{"role": "user", "content": "hi"}]});
-    let v: Value = post(&mock, "/v1/messages", &req)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v: Value = post(&mock, "/v1/messages", &req).await.json().await.unwrap();
     assert_eq!(v["type"], "message");
     assert_eq!(v["role"], "assistant");
     assert_eq!(v["content"][0]["type"], "text");
@@ -321,12 +282,7 @@ async fn anthropic_messages_json_and_streams() {
     assert_eq!(v["usage"]["output_tokens"], 8);
 
     // max_tokens is required, as upstream.
-    let resp = post(
-        &mock,
-        "/v1/messages",
-        &json!({"model": "claude", "messages": []}),
-    )
-    .await;
+    let resp = post(&mock, "/v1/messages", &json!({"model": "claude", "messages": []})).await;
     assert_eq!(resp.status(), 400);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["type"], "error");
@@ -387,21 +343,14 @@ async fn anthropic_messages_json_and_streams() {
 async fn gemini_generate_stream_embed() {
     let mock = Mock::start(&[]);
     let req = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
-    let v: Value = post(
-        &mock,
-        "/v1beta/models/gemini-2.5-flash:generateContent",
-        &req,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let v: Value = post(&mock, "/v1beta/models/gemini-2.5-flash:generateContent", &req)
+        .await
+        .json()
+        .await
+        .unwrap();
     let cand = &v["candidates"][0];
     assert_eq!(cand["content"]["role"], "model");
-    assert_eq!(
-        cand["content"]["parts"][0]["text"],
-        expected_text(body_len(&req), 8)
-    );
+    assert_eq!(cand["content"]["parts"][0]["text"], expected_text(body_len(&req), 8));
     assert_eq!(cand["finishReason"], "STOP");
     assert_eq!(v["usageMetadata"]["candidatesTokenCount"], 8);
     assert_eq!(v["modelVersion"], "gemini-2.5-flash");
@@ -435,15 +384,11 @@ async fn gemini_generate_stream_embed() {
     let req = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
                      "tools": [{"functionDeclarations": [{"name": "get_weather"}]}],
                      "toolConfig": {"functionCallingConfig": {"mode": "ANY"}}});
-    let v: Value = post(
-        &mock,
-        "/v1beta/models/gemini-2.5-flash:generateContent",
-        &req,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let v: Value = post(&mock, "/v1beta/models/gemini-2.5-flash:generateContent", &req)
+        .await
+        .json()
+        .await
+        .unwrap();
     let part = &v["candidates"][0]["content"]["parts"][0];
     assert_eq!(part["functionCall"]["name"], "get_weather");
     assert_eq!(part["functionCall"]["args"], json!({"city": "Paris"}));
@@ -504,15 +449,11 @@ async fn gemini_generate_stream_embed() {
 #[tokio::test]
 async fn cohere_chat_stream_embed() {
     let mock = Mock::start(&[]);
-    let req =
-        json!({"model": "command-a-03-2025", "messages": [{"role": "user", "content": "hi"}]});
+    let req = json!({"model": "command-a-03-2025", "messages": [{"role": "user", "content": "hi"}]});
     let v: Value = post(&mock, "/v2/chat", &req).await.json().await.unwrap();
     assert_eq!(v["finish_reason"], "COMPLETE");
     assert_eq!(v["message"]["role"], "assistant");
-    assert_eq!(
-        v["message"]["content"][0]["text"],
-        expected_text(body_len(&req), 8)
-    );
+    assert_eq!(v["message"]["content"][0]["text"], expected_text(body_len(&req), 8));
     assert_eq!(v["usage"]["tokens"]["output_tokens"], 8);
 
     let req = json!({"model": "command-a-03-2025", "stream": true,
@@ -546,9 +487,7 @@ async fn cohere_chat_stream_embed() {
         }
     }
     assert_eq!(args, [r#"{"city":"Paris"}"#.to_owned(), "{}".to_owned()]);
-    assert!(events
-        .iter()
-        .any(|e| e.name.as_deref() == Some("tool-plan-delta")));
+    assert!(events.iter().any(|e| e.name.as_deref() == Some("tool-plan-delta")));
     assert_eq!(
         events
             .iter()
@@ -556,10 +495,7 @@ async fn cohere_chat_stream_embed() {
             .count(),
         2
     );
-    assert_eq!(
-        events.last().unwrap().json()["delta"]["finish_reason"],
-        "TOOL_CALL"
-    );
+    assert_eq!(events.last().unwrap().json()["delta"]["finish_reason"], "TOOL_CALL");
 
     let v: Value = post(
         &mock,
@@ -574,12 +510,7 @@ async fn cohere_chat_stream_embed() {
     assert_eq!(v["response_type"], "embeddings_by_type");
     assert_eq!(v["embeddings"]["float"].as_array().unwrap().len(), 2);
     assert_eq!(v["embeddings"]["float"][0].as_array().unwrap().len(), 16);
-    let resp = post(
-        &mock,
-        "/v2/embed",
-        &json!({"model": "embed-v4.0", "texts": ["x"]}),
-    )
-    .await;
+    let resp = post(&mock, "/v2/embed", &json!({"model": "embed-v4.0", "texts": ["x"]})).await;
     assert_eq!(resp.status(), 400, "input_type is required");
 
     let v: Value = client()
@@ -724,12 +655,7 @@ async fn control_fault_with_count_stats_and_reset() {
         .send()
         .await
         .unwrap();
-    assert!(client()
-        .post(mock.url("/v1/messages"))
-        .json(&req)
-        .send()
-        .await
-        .is_err());
+    assert!(client().post(mock.url("/v1/messages")).json(&req).send().await.is_err());
     assert_eq!(post(&mock, "/v1/messages", &req).await.status(), 200);
 
     let stats: Value = c
@@ -836,9 +762,7 @@ async fn reset_after_truncates_the_stream() {
         .filter(|e| e.name.as_deref() == Some("content_block_delta"))
         .count();
     assert_eq!(deltas, 2);
-    assert!(!events
-        .iter()
-        .any(|e| e.name.as_deref() == Some("message_stop")));
+    assert!(!events.iter().any(|e| e.name.as_deref() == Some("message_stop")));
 
     // reset_after=0: headers, then nothing.
     let req = json!({"model": "gpt@reset_after=0", "stream": true, "messages": []});
@@ -866,10 +790,7 @@ async fn require_key_answers_native_auth_errors() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    assert_eq!(
-        resp.json::<Value>().await.unwrap()["error"]["code"],
-        "invalid_api_key"
-    );
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"]["code"], "invalid_api_key");
     let resp = c
         .post(mock.url("/v1/chat/completions"))
         .bearer_auth("k-123")
@@ -913,9 +834,7 @@ async fn require_key_answers_native_auth_errors() {
 
 #[tokio::test]
 async fn tls_with_self_signed_certificate() {
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-            .expect("rcgen");
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("rcgen");
     let dir = std::env::temp_dir().join(format!("prism-mock-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cert_path = dir.join("cert.pem");
@@ -936,12 +855,7 @@ async fn tls_with_self_signed_certificate() {
         .build()
         .unwrap();
     let req = json!({"model": "claude", "max_tokens": 5, "stream": true, "messages": []});
-    let resp = client
-        .post(mock.url("/v1/messages"))
-        .json(&req)
-        .send()
-        .await
-        .unwrap();
+    let resp = client.post(mock.url("/v1/messages")).json(&req).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let (text, _) = read_stream(resp).await;
     let events = parse_sse(&text);

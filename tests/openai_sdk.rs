@@ -31,10 +31,22 @@ async fn openai_sdk_through_every_openai_compatible_kind() {
     let mock = Mock::start();
     let mut config = String::from("[health]\nprobe_interval = \"0s\"\n");
     for k in ["openai", "mistral", "ollama", "vllm", "lmstudio"] {
-        config.push_str(&format!("[providers.{k}]\nbase_url = \"{}\"\napi_key = \"sk-up\"\nmodels = [\"m\"]\n", mock.v1()));
+        config.push_str(&format!(
+            "[providers.{k}]\nbase_url = \"{}\"\napi_key = \"sk-up\"\nmodels = [\"m\"]\n",
+            mock.v1()
+        ));
     }
     let gw = Gateway::start(&config).await;
-    run_sdk(&gw, &["openai/gpt-4o-mini", "own-usage:mistral/mistral-small", "ollama/llama3.2", "vllm/qwen", "lmstudio/qwen"]);
+    run_sdk(
+        &gw,
+        &[
+            "openai/gpt-4o-mini",
+            "own-usage:mistral/mistral-small",
+            "ollama/llama3.2",
+            "vllm/qwen",
+            "lmstudio/qwen",
+        ],
+    );
 }
 
 #[tokio::test]
@@ -42,11 +54,18 @@ async fn openai_sdk_through_anthropic_gemini_and_cohere() {
     let mock = Mock::start();
     let mut config = String::from("[health]\nprobe_interval = \"0s\"\n");
     for k in ["anthropic", "gemini", "cohere"] {
-        config.push_str(&format!("[providers.{k}]\nbase_url = \"{}\"\napi_key = \"sk-up\"\nmodels = [\"m\"]\n", mock.root()));
+        config.push_str(&format!(
+            "[providers.{k}]\nbase_url = \"{}\"\napi_key = \"sk-up\"\nmodels = [\"m\"]\n",
+            mock.root()
+        ));
     }
     let gw = Gateway::start(&config).await;
     run_sdk(
         &gw,
-        &["chat-only:anthropic/claude-haiku-4-5", "gemini/gemini-2.0-flash", "cohere/command-a-03-2025"],
+        &[
+            "chat-only:anthropic/claude-haiku-4-5",
+            "gemini/gemini-2.0-flash",
+            "cohere/command-a-03-2025",
+        ],
     );
 }

@@ -37,13 +37,29 @@ fn write_config(gw: &Gateway, text: &str, by_rename: bool) {
 }
 
 async fn model_ids(gw: &Gateway) -> Vec<String> {
-    let r = reqwest::Client::new().get(format!("{}/v1/models", gw.url())).bearer_auth(KEY).send().await.unwrap();
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/models", gw.url()))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
     let v: Value = r.json().await.unwrap();
-    v["data"].as_array().unwrap().iter().filter_map(|m| m["id"].as_str().map(str::to_string)).collect()
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// A bounded load: `workers` loops of requests (every third a slow stream) until `stop`.
-fn spawn_load(gw: &Gateway, workers: usize, stop: Arc<AtomicBool>, ok: Arc<AtomicU64>, failed: Arc<AtomicU64>) -> tokio::task::JoinSet<()> {
+fn spawn_load(
+    gw: &Gateway,
+    workers: usize,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+) -> tokio::task::JoinSet<()> {
     let mut set = tokio::task::JoinSet::new();
     for w in 0..workers {
         let url = gw.url();
@@ -67,14 +83,19 @@ fn spawn_load(gw: &Gateway, workers: usize, stop: Arc<AtomicBool>, ok: Arc<Atomi
                         let text = r.text().await.unwrap_or_default();
                         if stream {
                             let events = common::sse_data(&text);
-                            collect_stream(&events).1.as_deref() == Some("stop") && events.last().map(String::as_str) == Some("[DONE]")
+                            collect_stream(&events).1.as_deref() == Some("stop")
+                                && events.last().map(String::as_str) == Some("[DONE]")
                         } else {
                             text.contains("received")
                         }
                     }
                     _ => false,
                 };
-                if good { ok.fetch_add(1, Ordering::SeqCst) } else { failed.fetch_add(1, Ordering::SeqCst) };
+                if good {
+                    ok.fetch_add(1, Ordering::SeqCst)
+                } else {
+                    failed.fetch_add(1, Ordering::SeqCst)
+                };
             }
         });
     }
@@ -85,12 +106,23 @@ fn spawn_load(gw: &Gateway, workers: usize, stop: Arc<AtomicBool>, ok: Arc<Atomi
 async fn twenty_config_edits_under_load_fail_no_request() {
     let mock = Mock::start();
     let gw = Gateway::start_env(&base_config(&mock, &route("r0")), &[("PRISM_ADMIN_KEY", "adm")]).await;
-    let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (stop, ok, failed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
     let mut load = spawn_load(&gw, 6, stop.clone(), ok.clone(), failed.clone());
     for i in 1..=20 {
         if i == 10 {
             // An invalid edit: rejected, the running config keeps serving.
-            write_config(&gw, &format!("{}[providers.broken]\nbase_url = \"not a url\"\n", base_config(&mock, &route("r9"))), true);
+            write_config(
+                &gw,
+                &format!(
+                    "{}[providers.broken]\nbase_url = \"not a url\"\n",
+                    base_config(&mock, &route("r9"))
+                ),
+                true,
+            );
             tokio::time::sleep(Duration::from_millis(1500)).await;
             assert!(model_ids(&gw).await.contains(&"r9".to_string()), "edit 9 still serving");
             continue;
@@ -101,10 +133,17 @@ async fn twenty_config_edits_under_load_fail_no_request() {
         loop {
             let ids = model_ids(&gw).await;
             if ids.contains(&name) {
-                assert!(!ids.contains(&format!("r{}", i - 1)) || i == 11, "old route gone after edit {i}");
+                assert!(
+                    !ids.contains(&format!("r{}", i - 1)) || i == 11,
+                    "old route gone after edit {i}"
+                );
                 break;
             }
-            assert!(Instant::now() < deadline, "edit {i} did not take effect: {ids:?}\n{}", gw.log());
+            assert!(
+                Instant::now() < deadline,
+                "edit {i} did not take effect: {ids:?}\n{}",
+                gw.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // The new route serves.
@@ -116,9 +155,20 @@ async fn twenty_config_edits_under_load_fail_no_request() {
     let (ok, failed) = (ok.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
     assert!(ok > 50, "load ran: {ok}");
     assert_eq!(failed, 0, "{failed} failed of {}", ok + failed);
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", gw.metrics_port)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("prism_config_reloads_total{result=\"failure\"} 1"), "{metrics}");
-    assert!(metrics.contains("prism_config_reloads_total{result=\"success\"} 19"), "{metrics}");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", gw.metrics_port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("prism_config_reloads_total{result=\"failure\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("prism_config_reloads_total{result=\"success\"} 19"),
+        "{metrics}"
+    );
     assert!(gw.log().contains("config reload rejected"));
 }
 
@@ -128,18 +178,43 @@ async fn reload_endpoint_reports_changes_and_errors() {
     let gw = Gateway::start_env(&base_config(&mock, &route("a")), &[("PRISM_ADMIN_KEY", "adm")]).await;
     let c = reqwest::Client::new();
     // Write in place and reload by API before the watcher's next poll could matter.
-    write_config(&gw, &format!("{}[providers.vllm]\nbase_url = \"{}\"\n", base_config(&mock, &route("b")), mock.v1()), false);
-    let r = c.post(format!("{}/v1/reload", gw.admin_url())).bearer_auth("adm").send().await.unwrap();
+    write_config(
+        &gw,
+        &format!(
+            "{}[providers.vllm]\nbase_url = \"{}\"\n",
+            base_config(&mock, &route("b")),
+            mock.v1()
+        ),
+        false,
+    );
+    let r = c
+        .post(format!("{}/v1/reload", gw.admin_url()))
+        .bearer_auth("adm")
+        .send()
+        .await
+        .unwrap();
     let status = r.status();
     let v: Value = r.json().await.unwrap();
     // The watcher may have applied it first; then the API reload reports no further change.
     assert_eq!(status, 200, "{v}");
     assert!(model_ids(&gw).await.contains(&"b".to_string()));
     write_config(&gw, "[providers.x]\nkind = \"nope\"\n", false);
-    let r = c.post(format!("{}/v1/reload", gw.admin_url())).bearer_auth("adm").send().await.unwrap();
+    let r = c
+        .post(format!("{}/v1/reload", gw.admin_url()))
+        .bearer_auth("adm")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
-    assert!(v["errors"].as_array().unwrap().iter().any(|e| e.as_str().unwrap().starts_with("providers.x.kind")), "{v}");
+    assert!(
+        v["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_str().unwrap().starts_with("providers.x.kind")),
+        "{v}"
+    );
     assert!(model_ids(&gw).await.contains(&"b".to_string()), "old config kept");
     let r = c.post(format!("{}/v1/reload", gw.admin_url())).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -181,21 +256,36 @@ async fn sigterm_lets_open_streams_finish() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     gw.signal("TERM");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let ready = reqwest::get(format!("{}/readyz", gw.admin_url())).await.map(|r| r.status().as_u16()).unwrap_or(0);
+    let ready = reqwest::get(format!("{}/readyz", gw.admin_url()))
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
     assert_ne!(ready, 200, "not ready while draining");
     while let Some(r) = set.join_next().await {
         let events = r.unwrap();
-        assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "stream finished: {events:?}");
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("[DONE]"),
+            "stream finished: {events:?}"
+        );
         assert_eq!(collect_stream(&events).1.as_deref(), Some("stop"));
     }
-    assert!(gw.wait_exit(Duration::from_secs(15)).is_some(), "exited after draining\n{}", gw.log());
+    assert!(
+        gw.wait_exit(Duration::from_secs(15)).is_some(),
+        "exited after draining\n{}",
+        gw.log()
+    );
 }
 
 #[tokio::test]
 async fn socket_handover_loses_no_request() {
     let mock = Mock::start();
     let mut gw = Gateway::start(&base_config(&mock, "")).await;
-    let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (stop, ok, failed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
     let mut load = spawn_load(&gw, 4, stop.clone(), ok.clone(), failed.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The new binary waits on the upgrade socket; SIGQUIT makes the old one hand over its
@@ -231,7 +321,12 @@ async fn metrics_after_traffic_carry_every_series_and_no_secret() {
     gw.chat_stream(&b).await;
     gw.chat(&chat_body("dead/m", 200, false)).await;
     gw.chat(&chat_body("nope/m", 200, false)).await;
-    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", gw.metrics_port)).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", gw.metrics_port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for series in [
         "prism_requests_total{endpoint=\"chat\",model=\"openai/m\",provider=\"openai\",status=\"200\"}",
         "gen_ai_client_operation_duration_seconds_bucket",

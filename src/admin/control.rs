@@ -50,10 +50,8 @@ impl ControlPlane {
         if master.is_none() {
             log::warn!("no master key (PRISM_MASTER_KEY or PRISM_MASTER_KEY_FILE): the control plane refuses to store provider api keys");
         }
-        let store = SledStore::open(Path::new(data_dir))
-            .map_err(|e| fail("server.data_dir", e.to_string()))?;
-        let records = Records::load(Arc::new(store), master)
-            .map_err(|e| fail("server.data_dir", e.to_string()))?;
+        let store = SledStore::open(Path::new(data_dir)).map_err(|e| fail("server.data_dir", e.to_string()))?;
+        let records = Records::load(Arc::new(store), master).map_err(|e| fail("server.data_dir", e.to_string()))?;
         let (providers, keys) = (records.org_configs().len(), records.gateway_keys().len());
         self.attach(Arc::new(records))?;
         log::info!("data_dir={data_dir} org_configs={providers} gateway_keys={keys} control-plane store loaded");
@@ -61,9 +59,9 @@ impl ControlPlane {
     }
 
     pub fn records(&self) -> Result<&Arc<Records>, GatewayError> {
-        self.records.get().ok_or_else(|| {
-            GatewayError::unavailable("The control-plane store is still loading; retry shortly.")
-        })
+        self.records
+            .get()
+            .ok_or_else(|| GatewayError::unavailable("The control-plane store is still loading; retry shortly."))
     }
 
     /// Run `f` holding the write lock. The lock guards no data of its own, so a panic in an
@@ -90,7 +88,9 @@ impl ControlPlane {
         if let Err(e) = undo(records) {
             log::error!("error={e} could not undo a control-plane write after a failed rebuild: the store and the running table differ until the next successful change");
         }
-        log::warn!("errors={list:?} control-plane change rejected: the routing table could not be built, the write was undone");
+        log::warn!(
+            "errors={list:?} control-plane change rejected: the routing table could not be built, the write was undone"
+        );
         let message = format!("the change was not applied: {}", list.join("; "));
         if errors.iter().any(|e| e.message.contains("defined both")) {
             Err(conflict(message))
@@ -127,9 +127,7 @@ pub fn store_failed(e: &StoreError) -> GatewayError {
         return conflict(format!("Nothing was changed: {e}"));
     }
     log::error!("error={e} control-plane store failure");
-    GatewayError::internal(format!(
-        "The store failed; the change may not have been saved: {e}"
-    ))
+    GatewayError::internal(format!("The store failed; the change may not have been saved: {e}"))
 }
 
 pub fn conflict(message: impl Into<String>) -> GatewayError {
@@ -166,16 +164,12 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8], prefix: &str) -> Result<T, G
             "The request body is empty: send a JSON object.",
         ));
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| json_error(&e, ".", prefix))?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| json_error(&e, ".", prefix))?;
     parse_value(value, prefix)
 }
 
 /// Like [`parse_json`] for a value already parsed; `prefix` names where it sits in the body.
-pub fn parse_value<T: DeserializeOwned>(
-    value: serde_json::Value,
-    prefix: &str,
-) -> Result<T, GatewayError> {
+pub fn parse_value<T: DeserializeOwned>(value: serde_json::Value, prefix: &str) -> Result<T, GatewayError> {
     if !value.is_object() {
         let what = if prefix.is_empty() {
             "The request body".to_string()
@@ -183,11 +177,7 @@ pub fn parse_value<T: DeserializeOwned>(
             format!("`{prefix}`")
         };
         let e = GatewayError::invalid_request(format!("{what} must be a JSON object"));
-        return Err(if prefix.is_empty() {
-            e
-        } else {
-            e.with_param(prefix)
-        });
+        return Err(if prefix.is_empty() { e } else { e.with_param(prefix) });
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -229,8 +219,7 @@ fn json_error(e: &serde_json::Error, path: &str, prefix: &str) -> GatewayError {
             if field.is_empty() {
                 GatewayError::invalid_request(format!("Invalid request body: {text}"))
             } else {
-                GatewayError::invalid_request(format!("Invalid `{field}`: {text}"))
-                    .with_param(field)
+                GatewayError::invalid_request(format!("Invalid `{field}`: {text}")).with_param(field)
             }
         }
     }
@@ -268,8 +257,7 @@ fn scrub(msg: &str) -> String {
             .unwrap_or(tail.len());
         s = format!("{}a JSON object{}", &s[..i], &tail[len..]);
     }
-    s.replace("a map", "a JSON object")
-        .replace("map,", "JSON object,")
+    s.replace("a map", "a JSON object").replace("map,", "JSON object,")
 }
 
 /// Provider names: what the file config accepts, so `<name>/<model>` splits at the first `/`.
@@ -281,10 +269,7 @@ pub fn check_name(name: &str) -> Result<(), GatewayError> {
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
-        return Err(invalid(
-            "name",
-            "`name` may use letters, digits, `-`, `_` and `.` only",
-        ));
+        return Err(invalid("name", "`name` may use letters, digits, `-`, `_` and `.` only"));
     }
     Ok(())
 }
@@ -320,20 +305,14 @@ mod tests {
         assert!(e.message.contains("empty"));
         let e = parse_json::<Body>(br#"{"enabled": true}"#, "").unwrap_err();
         assert_eq!(e.param.as_deref(), Some("provider"), "{}", e.message);
-        let e = parse_json::<Body>(br#"{"provider": "x", "enabled": "sk-very-secret"}"#, "")
-            .unwrap_err();
+        let e = parse_json::<Body>(br#"{"provider": "x", "enabled": "sk-very-secret"}"#, "").unwrap_err();
         assert_eq!(e.param.as_deref(), Some("enabled"));
         assert!(!e.message.contains("sk-very-secret"), "{}", e.message);
         let e = parse_json::<Body>(br#"{"provider": "x", "colour": 1}"#, "").unwrap_err();
         assert_eq!(e.param.as_deref(), Some("colour"), "{}", e.message);
-        let e =
-            parse_json::<Body>(br#"{"provider": "x", "config": {"base_url": 5}}"#, "").unwrap_err();
+        let e = parse_json::<Body>(br#"{"provider": "x", "config": {"base_url": 5}}"#, "").unwrap_err();
         assert_eq!(e.param.as_deref(), Some("config.base_url"), "{}", e.message);
-        let e = parse_json::<Body>(
-            br#"{"provider": "x", "config": {"bsae_url": "http://x"}}"#,
-            "",
-        )
-        .unwrap_err();
+        let e = parse_json::<Body>(br#"{"provider": "x", "config": {"bsae_url": "http://x"}}"#, "").unwrap_err();
         assert_eq!(e.param.as_deref(), Some("config.bsae_url"), "{}", e.message);
         let e = parse_json::<Body>(br#"["provider"]"#, "").unwrap_err();
         assert!(!e.message.contains("struct"), "{}", e.message);

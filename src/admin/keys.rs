@@ -43,10 +43,7 @@ pub fn create(cp: &ControlPlane, body: &[u8]) -> Answer {
     };
     if let Some(n) = &req.name {
         if n.is_empty() || n.len() > 100 || n.chars().any(char::is_control) {
-            return Err(invalid(
-                "name",
-                "`name` must be 1 to 100 printable characters",
-            ));
+            return Err(invalid("name", "`name` must be 1 to 100 printable characters"));
         }
     }
     cp.exclusive(|| {
@@ -69,17 +66,15 @@ pub fn create(cp: &ControlPlane, body: &[u8]) -> Answer {
 
 pub fn delete(cp: &ControlPlane, id: &str) -> Answer {
     cp.exclusive(|| {
-        let current = cp.records()?.gateway_key(id).ok_or_else(|| {
-            GatewayError::not_found(format!("No gateway key with id `{id}`")).with_param("id")
-        })?;
+        let current = cp
+            .records()?
+            .gateway_key(id)
+            .ok_or_else(|| GatewayError::not_found(format!("No gateway key with id `{id}`")).with_param("id"))?;
         cp.commit_and_swap(
             |r| r.delete(Collection::GatewayKeys, id),
             |r| r.put_gateway_key(&current),
         )?;
-        log::info!(
-            "gateway_key={} control plane: gateway key revoked",
-            current.id
-        );
+        log::info!("gateway_key={} control plane: gateway key revoked", current.id);
         Ok((200, json!({"id": current.id, "deleted": true})))
     })
 }

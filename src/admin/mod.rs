@@ -89,16 +89,9 @@ impl Admin {
     /// `/v1/org_configs` and `/v1/keys`: read the body when the method has one, then hand it
     /// to the handler. Handlers are synchronous: they hold the write lock, never across I/O
     /// with the client.
-    async fn records(
-        &self,
-        session: &mut ServerSession,
-        method: &str,
-        res: Resource<'_>,
-    ) -> Response<Vec<u8>> {
+    async fn records(&self, session: &mut ServerSession, method: &str, res: Resource<'_>) -> Response<Vec<u8>> {
         let Some(cp) = &self.control else {
-            return error_response(&GatewayError::unavailable(
-                "The control-plane store is not available.",
-            ));
+            return error_response(&GatewayError::unavailable("The control-plane store is not available."));
         };
         let body = if matches!(method, "POST" | "PATCH") {
             match read_body(session, MAX_BODY).await {
@@ -121,18 +114,14 @@ impl Admin {
             (Resource::Keys(None), "GET") => keys::list(cp),
             (Resource::Keys(None), "POST") => keys::create(cp, &body),
             (Resource::Keys(Some(id)), "DELETE") => keys::delete(cp, id),
-            (Resource::OrgConfigs(None), _) => Err(GatewayError::method_not_allowed(
-                "Use GET or POST on /v1/org_configs.",
-            )),
+            (Resource::OrgConfigs(None), _) => {
+                Err(GatewayError::method_not_allowed("Use GET or POST on /v1/org_configs."))
+            }
             (Resource::OrgConfigs(Some(_)), _) => Err(GatewayError::method_not_allowed(
                 "Use GET, PATCH or DELETE on /v1/org_configs/{id}.",
             )),
-            (Resource::Keys(None), _) => Err(GatewayError::method_not_allowed(
-                "Use GET or POST on /v1/keys.",
-            )),
-            (Resource::Keys(Some(_)), _) => Err(GatewayError::method_not_allowed(
-                "Use DELETE on /v1/keys/{id}.",
-            )),
+            (Resource::Keys(None), _) => Err(GatewayError::method_not_allowed("Use GET or POST on /v1/keys.")),
+            (Resource::Keys(Some(_)), _) => Err(GatewayError::method_not_allowed("Use DELETE on /v1/keys/{id}.")),
         };
         match answer {
             Ok((status, body)) => json_response(status, &body),
@@ -186,11 +175,7 @@ impl ServeHttp for Admin {
                 return if self.app.is_ready() {
                     json_response(200, &json!({"status": "ready"}))
                 } else {
-                    let why = if self.app.is_draining() {
-                        "draining"
-                    } else {
-                        "starting"
-                    };
+                    let why = if self.app.is_draining() { "draining" } else { "starting" };
                     json_response(503, &json!({"status": why}))
                 };
             }

@@ -7,9 +7,7 @@ use serde_json::{json, Map, Value};
 
 use secrecy::zeroize::Zeroize;
 
-use super::control::{
-    check_name, conflict, invalid, new_id, now, parse_json, parse_value, ControlPlane,
-};
+use super::control::{check_name, conflict, invalid, new_id, now, parse_json, parse_value, ControlPlane};
 use crate::error::GatewayError;
 use crate::providers::Kind;
 use crate::store::{crypto, Collection, OrgConfig, ProviderSettings};
@@ -32,9 +30,7 @@ struct CreateBody {
 }
 
 /// Absent, `null` and a value are three different things in a PATCH.
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -69,9 +65,9 @@ pub fn get(cp: &ControlPlane, id: &str) -> Answer {
 }
 
 fn find(cp: &ControlPlane, id: &str) -> Result<OrgConfig, GatewayError> {
-    cp.records()?.org_config(id).ok_or_else(|| {
-        GatewayError::not_found(format!("No org config with id `{id}`")).with_param("id")
-    })
+    cp.records()?
+        .org_config(id)
+        .ok_or_else(|| GatewayError::not_found(format!("No org config with id `{id}`")).with_param("id"))
 }
 
 pub fn create(cp: &ControlPlane, body: &[u8]) -> Answer {
@@ -85,15 +81,9 @@ pub fn create(cp: &ControlPlane, body: &[u8]) -> Answer {
 
 fn create_parsed(cp: &ControlPlane, req: &CreateBody) -> Answer {
     let kind = parse_kind(&req.provider)?;
-    let name = req
-        .name
-        .clone()
-        .unwrap_or_else(|| kind.as_str().to_string());
+    let name = req.name.clone().unwrap_or_else(|| kind.as_str().to_string());
     check_name(&name)?;
-    let settings = merge_settings(
-        &ProviderSettings::default(),
-        req.config.as_ref().unwrap_or(&Map::new()),
-    )?;
+    let settings = merge_settings(&ProviderSettings::default(), req.config.as_ref().unwrap_or(&Map::new()))?;
     let key = req.api_key.as_deref().map(check_key).transpose()?;
     cp.exclusive(|| {
         name_free(cp, &name, None)?;
@@ -152,7 +142,10 @@ fn patch_parsed(cp: &ControlPlane, id: &str, req: &PatchBody) -> Answer {
             if parse_kind(p)? != current.kind {
                 return Err(invalid(
                     "provider",
-                    format!("`provider` cannot change (it is `{}`): create a new org config instead", current.kind.as_str()),
+                    format!(
+                        "`provider` cannot change (it is `{}`): create a new org config instead",
+                        current.kind.as_str()
+                    ),
                 ));
             }
         }
@@ -199,10 +192,7 @@ fn patch_parsed(cp: &ControlPlane, id: &str, req: &PatchBody) -> Answer {
 pub fn delete(cp: &ControlPlane, id: &str) -> Answer {
     cp.exclusive(|| {
         let current = find(cp, id)?;
-        cp.commit_and_swap(
-            |r| r.delete(Collection::OrgConfigs, id),
-            |r| r.put_org_config(&current),
-        )?;
+        cp.commit_and_swap(|r| r.delete(Collection::OrgConfigs, id), |r| r.put_org_config(&current))?;
         log::info!(
             "org_config={} name={} control plane: provider deleted",
             current.id,
@@ -234,10 +224,7 @@ fn check_key(k: &str) -> Result<&str, GatewayError> {
             "`api_key` is empty: omit it (or send null in a PATCH) for a provider without a key",
         ));
     }
-    if k.len() > 4096
-        || k.chars().any(|c| c.is_control() || c == ' ')
-        || http::HeaderValue::from_str(k).is_err()
-    {
+    if k.len() > 4096 || k.chars().any(|c| c.is_control() || c == ' ') || http::HeaderValue::from_str(k).is_err() {
         return Err(invalid(
             "api_key",
             "`api_key` must be printable ASCII without spaces, at most 4096 bytes",
@@ -271,10 +258,7 @@ fn name_free(cp: &ControlPlane, name: &str, except: Option<&str>) -> Result<(), 
         .with_param("name"));
     }
     let all = cp.records()?.org_configs();
-    if let Some(other) = all
-        .iter()
-        .find(|r| r.name == name && Some(r.id.as_str()) != except)
-    {
+    if let Some(other) = all.iter().find(|r| r.name == name && Some(r.id.as_str()) != except) {
         return Err(conflict(format!(
             "An org config named `{name}` already exists (id {}): choose another `name`",
             other.id
@@ -284,10 +268,7 @@ fn name_free(cp: &ControlPlane, name: &str, except: Option<&str>) -> Result<(), 
     Ok(())
 }
 
-fn merge_settings(
-    current: &ProviderSettings,
-    changes: &Map<String, Value>,
-) -> Result<ProviderSettings, GatewayError> {
+fn merge_settings(current: &ProviderSettings, changes: &Map<String, Value>) -> Result<ProviderSettings, GatewayError> {
     let mut merged = match serde_json::to_value(current) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
@@ -309,7 +290,8 @@ fn merge_settings(
 /// Build the routing entry the record would become, so a bad record is a 400 before it is
 /// stored rather than a failed rebuild after.
 fn check_buildable(cp: &ControlPlane, rec: &OrgConfig) -> Result<(), GatewayError> {
-    cp.records()?.provider(rec).map(drop).map_err(|e| {
-        GatewayError::invalid_request(format!("The provider cannot be built: {}", e.message))
-    })
+    cp.records()?
+        .provider(rec)
+        .map(drop)
+        .map_err(|e| GatewayError::invalid_request(format!("The provider cannot be built: {}", e.message)))
 }

@@ -339,7 +339,9 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: usize = num.parse().map_err(|_| format!("`{s}` is not a size (use e.g. 32MiB)"))?;
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (use e.g. 32MiB)"))?;
     let mult = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "K" => 1 << 10,
@@ -387,7 +389,12 @@ pub fn load(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, 
     }
 }
 
-fn interpolate_tree(v: &mut toml::Value, path: &str, env: &dyn Fn(&str) -> Option<String>, errors: &mut Vec<ConfigError>) {
+fn interpolate_tree(
+    v: &mut toml::Value,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Vec<ConfigError>,
+) {
     match v {
         toml::Value::String(s) => match vars::interpolate(s, env) {
             Ok(new) => *s = new,
@@ -400,7 +407,11 @@ fn interpolate_tree(v: &mut toml::Value, path: &str, env: &dyn Fn(&str) -> Optio
         }
         toml::Value::Table(t) => {
             for (k, item) in t.iter_mut() {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 interpolate_tree(item, &p, env, errors);
             }
         }
@@ -420,9 +431,12 @@ pub fn apply_env(c: &mut Config, env: &dyn Fn(&str) -> Option<String>) {
     set(&mut c.server.metrics_listen, "PRISM_METRICS_LISTEN");
     set(&mut c.server.data_dir, "PRISM_DATA_DIR");
     if let Some(keys) = env("PRISM_API_KEYS") {
-        c.auth
-            .api_keys
-            .extend(keys.split(',').map(str::trim).filter(|k| !k.is_empty()).map(str::to_string));
+        c.auth.api_keys.extend(
+            keys.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_string),
+        );
     }
 }
 
@@ -461,10 +475,16 @@ fn validate(c: &Config, errors: &mut Vec<ConfigError>) {
         errors.push(err("health.retry_budget", "must be in [0, 1]"));
     }
     if h.half_open_successes == 0 || h.half_open_max_in_flight == 0 {
-        errors.push(err("health.half_open_successes", "half-open settings must be at least 1"));
+        errors.push(err(
+            "health.half_open_successes",
+            "half-open settings must be at least 1",
+        ));
     }
     if h.cooldown.0.is_zero() || h.max_cooldown.0 < h.cooldown.0 {
-        errors.push(err("health.max_cooldown", "cooldown must be > 0 and max_cooldown >= cooldown"));
+        errors.push(err(
+            "health.max_cooldown",
+            "cooldown must be > 0 and max_cooldown >= cooldown",
+        ));
     }
     if let Some(url) = &h.alert_webhook {
         if let Err(e) = check_base_url(url) {
@@ -519,7 +539,10 @@ fn validate(c: &Config, errors: &mut Vec<ConfigError>) {
             errors.push(err(format!("{path}.model"), "must not be empty"));
         }
         if !seen.insert(r.model.clone()) {
-            errors.push(err(format!("{path}.model"), format!("route `{}` is defined twice", r.model)));
+            errors.push(err(
+                format!("{path}.model"),
+                format!("route `{}` is defined twice", r.model),
+            ));
         }
         if r.targets.is_empty() {
             errors.push(err(format!("{path}.targets"), "needs at least one target"));
@@ -534,7 +557,10 @@ fn validate(c: &Config, errors: &mut Vec<ConfigError>) {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn kind_list() -> String {
@@ -545,7 +571,10 @@ fn check_target(c: &Config, target: &str, path: &str, errors: &mut Vec<ConfigErr
     match target.split_once('/') {
         Some((prov, model)) if !model.is_empty() => {
             if !c.providers.contains_key(prov) {
-                errors.push(err(path, format!("`{target}` names provider `{prov}`, which is not configured")));
+                errors.push(err(
+                    path,
+                    format!("`{target}` names provider `{prov}`, which is not configured"),
+                ));
             }
         }
         _ => errors.push(err(path, format!("`{target}` must be `provider/model`"))),
@@ -601,7 +630,12 @@ targets = ["nope/x", "anthropic"]
 "#;
         let errs = load(text, &env).unwrap_err();
         let lines: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        assert!(lines.iter().any(|l| l.starts_with("providers.anthropic.api_key: environment variable ANTHROPIC_API_KEY")), "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("providers.anthropic.api_key: environment variable ANTHROPIC_API_KEY")),
+            "{lines:?}"
+        );
         // Interpolation errors stop before typed validation; fix them and see the rest.
         let errs = load(&text.replace("${ANTHROPIC_API_KEY}", "k"), &env).unwrap_err();
         let lines: Vec<String> = errs.iter().map(ToString::to_string).collect();
@@ -612,7 +646,10 @@ targets = ["nope/x", "anthropic"]
             "routes[0].targets[0]: `nope/x` names provider `nope`",
             "routes[0].targets[1]: `anthropic` must be `provider/model`",
         ] {
-            assert!(lines.iter().any(|l| l.starts_with(expected)), "missing {expected}: {lines:?}");
+            assert!(
+                lines.iter().any(|l| l.starts_with(expected)),
+                "missing {expected}: {lines:?}"
+            );
         }
     }
 

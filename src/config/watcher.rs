@@ -20,7 +20,9 @@ pub struct Watcher {
 
 fn fingerprint(app: &App) -> Option<u64> {
     let bytes = std::fs::read(&app.config_path).ok()?;
-    Some(bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)))
+    Some(bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    }))
 }
 
 impl Watcher {

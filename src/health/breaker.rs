@@ -158,7 +158,11 @@ impl Breaker {
 
     fn record(&mut self, now: Instant, failed: bool) {
         self.window.push_back((now, failed));
-        while self.window.front().is_some_and(|(t, _)| now.duration_since(*t) > self.cfg.window) {
+        while self
+            .window
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > self.cfg.window)
+        {
             self.window.pop_front();
         }
         // Bound memory under very high rates: the ratio is still representative.
@@ -192,7 +196,8 @@ impl Breaker {
             State::Closed => {
                 let total = self.window.len() as u32;
                 let failed = self.window.iter().filter(|(_, f)| *f).count() as f64;
-                let by_ratio = total >= self.cfg.min_requests && failed / f64::from(total.max(1)) >= self.cfg.error_ratio;
+                let by_ratio =
+                    total >= self.cfg.min_requests && failed / f64::from(total.max(1)) >= self.cfg.error_ratio;
                 if self.consecutive_failures >= self.cfg.consecutive_failures || by_ratio {
                     Some(self.trip(now))
                 } else {
@@ -301,7 +306,11 @@ mod tests {
         let mut opened = None;
         for i in 0..20 {
             let now = Instant::now();
-            let t = if i % 2 == 0 { b.on_failure(now) } else { b.on_success(now) };
+            let t = if i % 2 == 0 {
+                b.on_failure(now)
+            } else {
+                b.on_success(now)
+            };
             if t.is_some() && opened.is_none() {
                 opened = Some(i);
             }
@@ -320,7 +329,11 @@ mod tests {
         tokio::time::advance(Duration::from_secs(11)).await;
         b.on_failure(Instant::now());
         assert_eq!(b.error_ratio(), 1.0);
-        assert_eq!(b.state(), State::Closed, "one failure in a fresh window is below min_requests");
+        assert_eq!(
+            b.state(),
+            State::Closed,
+            "one failure in a fresh window is below min_requests"
+        );
     }
 
     #[tokio::test(start_paused = true)]

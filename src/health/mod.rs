@@ -121,7 +121,10 @@ impl Upstream {
 
     /// Remaining requests/tokens the provider reported, for headroom metrics.
     pub fn headroom(&self) -> (Option<u64>, Option<u64>) {
-        self.stats.lock().map(|s| (s.remaining_requests, s.remaining_tokens)).unwrap_or((None, None))
+        self.stats
+            .lock()
+            .map(|s| (s.remaining_requests, s.remaining_tokens))
+            .unwrap_or((None, None))
     }
 
     pub fn latency_ms(&self) -> Option<f64> {
@@ -184,7 +187,9 @@ impl Health {
             Ok(u) => u,
             Err(e) => e.into_inner(),
         };
-        ups.entry(p.upstream_id.clone()).or_insert_with(|| Arc::new(Upstream::new(p, cfg))).clone()
+        ups.entry(p.upstream_id.clone())
+            .or_insert_with(|| Arc::new(Upstream::new(p, cfg)))
+            .clone()
     }
 
     /// May a request go to `p` now?
@@ -262,7 +267,12 @@ impl Health {
                         s.ttft_ewma_ms = Some(ewma(s.ttft_ewma_ms, t.as_secs_f64() * 1000.0));
                     }
                     s.recent.push_back((now, ms));
-                    while s.recent.front().is_some_and(|(t, _)| now.duration_since(*t) > PERCENTILE_WINDOW) || s.recent.len() > 2048 {
+                    while s
+                        .recent
+                        .front()
+                        .is_some_and(|(t, _)| now.duration_since(*t) > PERCENTILE_WINDOW)
+                        || s.recent.len() > 2048
+                    {
                         s.recent.pop_front();
                     }
                 }
@@ -356,7 +366,11 @@ impl Health {
             Transition::HalfOpened => ("breaker_half_open", "degraded"),
             Transition::Closed => ("recovered", "healthy"),
         };
-        let last_error = u.stats.lock().ok().and_then(|s| s.last_error.as_ref().map(|e| e.0.clone()));
+        let last_error = u
+            .stats
+            .lock()
+            .ok()
+            .and_then(|s| s.last_error.as_ref().map(|e| e.0.clone()));
         log::warn!(
             "event={event} provider={} upstream={} state={state} last_error={:?} upstream health changed",
             u.provider,
@@ -378,7 +392,10 @@ impl Health {
     pub fn upstreams_of(&self, table: &Table) -> Vec<(Arc<Provider>, Arc<Upstream>)> {
         let mut names: Vec<&String> = table.providers.keys().collect();
         names.sort();
-        names.into_iter().map(|n| (table.providers[n].clone(), self.upstream(&table.providers[n]))).collect()
+        names
+            .into_iter()
+            .map(|n| (table.providers[n].clone(), self.upstream(&table.providers[n])))
+            .collect()
     }
 
     pub fn report_json(&self, table: &Table) -> Value {
@@ -420,7 +437,10 @@ impl Health {
                         .and(s.rate_limited_until_wall)
                         .and_then(unix));
                     v["ratelimit_remaining"] = json!({"requests": s.remaining_requests, "tokens": s.remaining_tokens});
-                    v["last_error"] = json!(s.last_error.as_ref().map(|(e, at)| json!({"message": e, "at": unix(*at)})));
+                    v["last_error"] = json!(s
+                        .last_error
+                        .as_ref()
+                        .map(|(e, at)| json!({"message": e, "at": unix(*at)})));
                     v["probe"] = json!({"ok": s.probe_ok, "latency_ms": s.probe_latency_ms});
                 }
                 v

@@ -24,7 +24,11 @@ pub struct Prober {
 
 /// Probe one upstream with its (free) model list: up when it answers anything but a 5xx
 /// within the timeout. A 200 also yields the listed models.
-pub async fn probe(upstreams: &Upstreams, p: &Provider, timeout: Duration) -> (bool, Duration, Option<String>, Option<Vec<String>>) {
+pub async fn probe(
+    upstreams: &Upstreams,
+    p: &Provider,
+    timeout: Duration,
+) -> (bool, Duration, Option<String>, Option<Vec<String>>) {
     let req = UpstreamRequest {
         method: "GET",
         path: providers::models_path(p.kind).to_string(),

@@ -37,10 +37,7 @@ impl<'de> Deserialize<'de> for Fields {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<M: MapAccess<'de>>(
-                self,
-                mut m: M,
-            ) -> std::result::Result<Fields, M::Error> {
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> std::result::Result<Fields, M::Error> {
                 let mut out: Vec<(String, Value)> = Vec::new();
                 while let Some((k, v)) = m.next_entry::<String, Value>()? {
                     // Last duplicate wins, as in every JSON parser the clients use.
@@ -84,10 +81,7 @@ fn adjust_or_reject(notes: &mut Notes, strict: bool, param: &str, provider: &str
 }
 
 fn unsupported(param: &str, provider: &str) -> GatewayError {
-    GatewayError::unsupported_param(
-        param,
-        format!("{param} is not supported by provider {provider}"),
-    )
+    GatewayError::unsupported_param(param, format!("{param} is not supported by provider {provider}"))
 }
 
 /// What a model accepts, derived from its name because the configuration carries no
@@ -106,11 +100,7 @@ fn model_caps(model: &str) -> ModelCaps {
             let v = (major, minor);
             ModelCaps {
                 structured_outputs: v >= (4, 5),
-                sampling_exclusive: if family == "opus" {
-                    v >= (4, 1)
-                } else {
-                    v >= (4, 5)
-                },
+                sampling_exclusive: if family == "opus" { v >= (4, 1) } else { v >= (4, 5) },
             }
         }
         // A name we cannot read is most likely a model newer than this table.
@@ -159,9 +149,8 @@ pub fn build_request(body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
         )
         .with_code("model_not_supported"));
     }
-    let fields: Fields = serde_json::from_slice(body).map_err(|e| {
-        GatewayError::invalid_request(format!("Request body is not a JSON object: {e}"))
-    })?;
+    let fields: Fields = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::invalid_request(format!("Request body is not a JSON object: {e}")))?;
     let strict = ctx.options.strict;
     let provider = ctx.provider;
     let caps = model_caps(ctx.upstream_model);
@@ -175,10 +164,21 @@ pub fn build_request(body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
         }
         match k.as_str() {
             // Handled below, or gateway-only.
-            "model" | "messages" | "stream" | "stream_options" | "prism" | "max_tokens" | "max_completion_tokens"
-            | "tools" | "tool_choice" | "parallel_tool_calls" | "response_format" => {}
+            "model"
+            | "messages"
+            | "stream"
+            | "stream_options"
+            | "prism"
+            | "max_tokens"
+            | "max_completion_tokens"
+            | "tools"
+            | "tool_choice"
+            | "parallel_tool_calls"
+            | "response_format" => {}
             "temperature" => {
-                let t = v.as_f64().ok_or_else(|| bad("temperature", "temperature must be a number"))?;
+                let t = v
+                    .as_f64()
+                    .ok_or_else(|| bad("temperature", "temperature must be a number"))?;
                 if !(0.0..=2.0).contains(&t) {
                     return Err(bad("temperature", "temperature must be between 0 and 2"));
                 }
@@ -242,7 +242,9 @@ pub fn build_request(body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
             }
             "audio" => return Err(unsupported(k, provider)),
             "modalities" => {
-                let audio = v.as_array().is_some_and(|a| a.iter().any(|m| m.as_str() != Some("text")));
+                let audio = v
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|m| m.as_str() != Some("text")));
                 if audio {
                     return Err(unsupported(k, provider));
                 }
@@ -255,7 +257,9 @@ pub fn build_request(body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
             }
             // `safety_identifier` is OpenAI's successor of `user`; both identify the end user.
             "user" | "safety_identifier" => {
-                let user = v.as_str().ok_or_else(|| bad(k.as_str(), format!("{k} must be a string")))?;
+                let user = v
+                    .as_str()
+                    .ok_or_else(|| bad(k.as_str(), format!("{k} must be a string")))?;
                 if !user.is_empty() {
                     let id = opaque_user_id(user);
                     if id != user {
@@ -317,8 +321,7 @@ pub fn build_request(body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
         out.insert("stream".into(), json!(true));
     }
 
-    let body = serde_json::to_vec(&Value::Object(out))
-        .map_err(|e| GatewayError::internal(e.to_string()))?;
+    let body = serde_json::to_vec(&Value::Object(out)).map_err(|e| GatewayError::internal(e.to_string()))?;
     Ok(UpstreamRequest {
         method: "POST",
         path: MESSAGES_PATH.to_string(),
@@ -330,12 +333,7 @@ pub fn build_request(body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
 
 /// `stop` → `stop_sequences`; whitespace-only entries are removed because Anthropic rejects
 /// them. `None` when nothing is left.
-fn stop_sequences(
-    v: &Value,
-    notes: &mut Notes,
-    strict: bool,
-    provider: &str,
-) -> Result<Option<Value>> {
+fn stop_sequences(v: &Value, notes: &mut Notes, strict: bool, provider: &str) -> Result<Option<Value>> {
     let list: Vec<&str> = match v {
         Value::String(s) => vec![s.as_str()],
         Value::Array(a) => a
@@ -347,11 +345,7 @@ fn stop_sequences(
             .collect::<Result<_>>()?,
         _ => return Err(bad("stop", "stop must be a string or an array of strings")),
     };
-    let kept: Vec<&str> = list
-        .iter()
-        .copied()
-        .filter(|s| !s.trim().is_empty())
-        .collect();
+    let kept: Vec<&str> = list.iter().copied().filter(|s| !s.trim().is_empty()).collect();
     if kept.len() != list.len() {
         adjust_or_reject(notes, strict, "stop", provider)?;
     }
@@ -361,10 +355,7 @@ fn stop_sequences(
 /// Anthropic wants an opaque id: emails, phone numbers and over-long values are hashed.
 fn opaque_user_id(user: &str) -> String {
     let digits = user.chars().filter(char::is_ascii_digit).count();
-    let phone_like = digits >= 7
-        && user
-            .chars()
-            .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+    let phone_like = digits >= 7 && user.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c));
     if user.contains('@') || phone_like || user.len() > 256 {
         let digest = Sha256::digest(user.as_bytes());
         digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
@@ -412,9 +403,7 @@ fn response_format(v: Option<&Value>, caps: ModelCaps) -> Result<Format> {
 }
 
 fn convert_tools(v: &Value) -> Result<Vec<Value>> {
-    let list = v
-        .as_array()
-        .ok_or_else(|| bad("tools", "tools must be an array"))?;
+    let list = v.as_array().ok_or_else(|| bad("tools", "tools must be an array"))?;
     let mut out = Vec::with_capacity(list.len());
     for (i, t) in list.iter().enumerate() {
         if t.get("type").is_some_and(|ty| ty != "function") {
@@ -433,11 +422,7 @@ fn convert_tools(v: &Value) -> Result<Vec<Value>> {
             .ok_or_else(|| bad(format!("tools[{i}].function.name"), "tool name is required"))?;
         let mut tool = Map::new();
         tool.insert("name".into(), json!(name));
-        if let Some(d) = f
-            .get("description")
-            .and_then(Value::as_str)
-            .filter(|d| !d.is_empty())
-        {
+        if let Some(d) = f.get("description").and_then(Value::as_str).filter(|d| !d.is_empty()) {
             tool.insert("description".into(), json!(d));
         }
         let schema = match f.get("parameters") {
@@ -504,33 +489,19 @@ fn parse_choice(v: Option<&Value>) -> Result<Choice> {
             Some("function") => v["function"]["name"]
                 .as_str()
                 .map(|n| Choice::Named(n.to_string()))
-                .ok_or_else(|| {
-                    bad(
-                        "tool_choice.function.name",
-                        "tool_choice.function.name is required",
-                    )
-                }),
+                .ok_or_else(|| bad("tool_choice.function.name", "tool_choice.function.name is required")),
             Some("allowed_tools") => {
                 let at = &v["allowed_tools"];
                 let required = match at["mode"].as_str() {
                     Some("required") => true,
                     Some("auto") | None => false,
-                    Some(_) => {
-                        return Err(bad(
-                            "tool_choice.allowed_tools.mode",
-                            "mode must be auto or required",
-                        ))
-                    }
+                    Some(_) => return Err(bad("tool_choice.allowed_tools.mode", "mode must be auto or required")),
                 };
                 let names = at["tools"]
                     .as_array()
                     .map(|a| {
                         a.iter()
-                            .filter_map(|t| {
-                                t["function"]["name"]
-                                    .as_str()
-                                    .or_else(|| t["name"].as_str())
-                            })
+                            .filter_map(|t| t["function"]["name"].as_str().or_else(|| t["name"].as_str()))
                             .map(str::to_string)
                             .collect()
                     })
@@ -545,11 +516,7 @@ fn parse_choice(v: Option<&Value>) -> Result<Choice> {
 
 /// `tools` and `tool_choice` together: the client's choice, `parallel_tool_calls`, the JSON
 /// emulation tool and stub declarations for tools the history uses (§2.3 step 7, §2.5).
-fn tools_and_choice(
-    fields: &Fields,
-    history_tools: &[String],
-    format: Format,
-) -> Result<(Vec<Value>, Option<Value>)> {
+fn tools_and_choice(fields: &Fields, history_tools: &[String], format: Format) -> Result<(Vec<Value>, Option<Value>)> {
     let mut tools = match fields.get("tools") {
         Some(v) => convert_tools(v)?,
         None => Vec::new(),
@@ -557,11 +524,7 @@ fn tools_and_choice(
     let choice = parse_choice(fields.get("tool_choice"))?;
     let parallel_off = fields.get("parallel_tool_calls") == Some(&Value::Bool(false));
     if let Choice::Allowed { names, .. } = &choice {
-        tools.retain(|t| {
-            t["name"]
-                .as_str()
-                .is_some_and(|n| names.iter().any(|a| a == n))
-        });
+        tools.retain(|t| t["name"].as_str().is_some_and(|n| names.iter().any(|a| a == n)));
         if tools.is_empty() {
             return Err(bad(
                 "tool_choice.allowed_tools.tools",
@@ -576,9 +539,7 @@ fn tools_and_choice(
         Choice::Required => Some(json!({"type": "any"})),
         Choice::None => Some(json!({"type": "none"})),
         Choice::Named(n) => Some(json!({"type": "tool", "name": n})),
-        Choice::Allowed { required, .. } => {
-            Some(json!({"type": if *required { "any" } else { "auto" }}))
-        }
+        Choice::Allowed { required, .. } => Some(json!({"type": if *required { "any" } else { "auto" }})),
     };
     if !client_tools {
         if !matches!(choice, Choice::Absent | Choice::Auto | Choice::None) {
@@ -591,9 +552,7 @@ fn tools_and_choice(
         for name in history_tools {
             if !seen.contains(&name.as_str()) {
                 seen.push(name);
-                tools.push(
-                    json!({"name": name, "input_schema": {"type": "object", "properties": {}}}),
-                );
+                tools.push(json!({"name": name, "input_schema": {"type": "object", "properties": {}}}));
             }
         }
         if !tools.is_empty() {
@@ -676,10 +635,7 @@ fn text_block(text: &str, part: Option<&Value>) -> Value {
 }
 
 fn copy_cache_control(part: Option<&Value>, block: &mut Value) {
-    if let Some(cc) = part
-        .and_then(|p| p.get("cache_control"))
-        .filter(|c| c.is_object())
-    {
+    if let Some(cc) = part.and_then(|p| p.get("cache_control")).filter(|c| c.is_object()) {
         block["cache_control"] = cc.clone();
     }
 }
@@ -855,19 +811,14 @@ impl Converter<'_> {
         }
         .ok_or_else(|| bad(&param, "image_url.url is required"))?;
         let source = if url.starts_with("data:") {
-            let (mime, data) = util::parse_data_url(url)
-                .ok_or_else(|| bad(&param, "malformed base64 data URL"))?;
+            let (mime, data) = util::parse_data_url(url).ok_or_else(|| bad(&param, "malformed base64 data URL"))?;
             let mime = match mime.to_ascii_lowercase().as_str() {
                 "" => sniff_image(&data).unwrap_or_default().to_string(),
                 "image/jpg" => "image/jpeg".to_string(),
                 m => m.to_string(),
             };
             if !IMAGE_TYPES.contains(&mime.as_str()) {
-                let shown = if mime.is_empty() {
-                    "(unknown)"
-                } else {
-                    mime.as_str()
-                };
+                let shown = if mime.is_empty() { "(unknown)" } else { mime.as_str() };
                 return Err(bad(
                     &param,
                     format!(
@@ -882,10 +833,7 @@ impl Converter<'_> {
         } else {
             let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
             if !(lower.starts_with("https://") || lower.starts_with("http://")) {
-                return Err(bad(
-                    &param,
-                    "image URLs must be http(s) or base64 data URLs",
-                ));
+                return Err(bad(&param, "image URLs must be http(s) or base64 data URLs"));
             }
             // Anthropic fetches public URLs itself.
             json!({"type": "url", "url": url})
@@ -910,8 +858,8 @@ impl Converter<'_> {
         let data_url = f["file_data"]
             .as_str()
             .ok_or_else(|| bad(&param, "file.file_data is required"))?;
-        let (mime, data) = util::parse_data_url(data_url)
-            .ok_or_else(|| bad(&param, "file_data must be a base64 data URL"))?;
+        let (mime, data) =
+            util::parse_data_url(data_url).ok_or_else(|| bad(&param, "file_data must be a base64 data URL"))?;
         let source = match mime.to_ascii_lowercase().as_str() {
             "application/pdf" => json!({"type": "base64", "media_type": "application/pdf", "data": data}),
             "text/plain" => {
@@ -925,7 +873,10 @@ impl Converter<'_> {
             other => {
                 return Err(bad(
                     &param,
-                    format!("Unsupported file type {other} for provider {} (allowed: application/pdf, text/plain)", self.provider),
+                    format!(
+                        "Unsupported file type {other} for provider {} (allowed: application/pdf, text/plain)",
+                        self.provider
+                    ),
                 )
                 .with_code("unsupported_file_type"))
             }
@@ -938,12 +889,7 @@ impl Converter<'_> {
         Ok(b)
     }
 
-    fn assistant_blocks(
-        &self,
-        obj: &Map<String, Value>,
-        i: usize,
-        tool_names: &mut Vec<String>,
-    ) -> Result<Vec<Value>> {
+    fn assistant_blocks(&self, obj: &Map<String, Value>, i: usize, tool_names: &mut Vec<String>) -> Result<Vec<Value>> {
         let mut blocks = Vec::new();
         match obj.get("content").unwrap_or(&Value::Null) {
             Value::Null => {}
@@ -978,23 +924,14 @@ impl Converter<'_> {
             }
         }
         if blocks.is_empty() {
-            if let Some(r) = obj
-                .get("refusal")
-                .and_then(Value::as_str)
-                .filter(|r| has_text(r))
-            {
+            if let Some(r) = obj.get("refusal").and_then(Value::as_str).filter(|r| has_text(r)) {
                 blocks.push(text_block(r, None));
             }
         }
         let calls = match obj.get("tool_calls") {
             None | Some(Value::Null) => &[][..],
             Some(Value::Array(a)) => a.as_slice(),
-            Some(_) => {
-                return Err(bad(
-                    format!("messages[{i}].tool_calls"),
-                    "tool_calls must be an array",
-                ))
-            }
+            Some(_) => return Err(bad(format!("messages[{i}].tool_calls"), "tool_calls must be an array")),
         };
         for (j, c) in calls.iter().enumerate() {
             let at = |field: &str| format!("messages[{i}].tool_calls[{j}].{field}");
@@ -1040,12 +977,7 @@ impl Converter<'_> {
             .get("tool_call_id")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                bad(
-                    format!("messages[{i}].tool_call_id"),
-                    "tool messages need tool_call_id",
-                )
-            })?;
+            .ok_or_else(|| bad(format!("messages[{i}].tool_call_id"), "tool messages need tool_call_id"))?;
         let content = match obj.get("content").unwrap_or(&Value::Null) {
             Value::Null => json!(""),
             Value::String(s) => json!(s),
@@ -1139,11 +1071,7 @@ fn trim_prefill(turns: &mut Vec<Turn>) {
     }
     if let Content::Blocks(blocks) = &mut last.content {
         if let Some(b) = blocks.last_mut().filter(|b| b["type"] == "text") {
-            let trimmed = b["text"]
-                .as_str()
-                .unwrap_or_default()
-                .trim_end()
-                .to_string();
+            let trimmed = b["text"].as_str().unwrap_or_default().trim_end().to_string();
             if trimmed.is_empty() {
                 blocks.pop();
             } else {
@@ -1161,9 +1089,7 @@ fn sniff_image(b64: &str) -> Option<&'static str> {
     // Bytes, not str slicing: invalid (non-ASCII) input must not split a character.
     let prefix = &b64.as_bytes()[..b64.len().min(16)];
     let prefix = &prefix[..prefix.len() - prefix.len() % 4];
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(prefix)
-        .ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(prefix).ok()?;
     if bytes.starts_with(&[0x89, b'P', b'N', b'G']) {
         Some("image/png")
     } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
@@ -1219,8 +1145,7 @@ impl Tokens {
 
     /// OpenAI's `prompt_tokens` includes cached input; Anthropic's `input_tokens` does not.
     fn usage(&self) -> Usage {
-        let prompt =
-            self.input.unwrap_or(0) + self.cache_read.unwrap_or(0) + self.cache_write.unwrap_or(0);
+        let prompt = self.input.unwrap_or(0) + self.cache_read.unwrap_or(0) + self.cache_write.unwrap_or(0);
         let completion = self.output.unwrap_or(0);
         Usage {
             prompt_tokens: prompt,
@@ -1238,8 +1163,7 @@ impl Tokens {
             });
         }
         if self.output_details {
-            v["completion_tokens_details"] =
-                json!({"reasoning_tokens": self.thinking.unwrap_or(0)});
+            v["completion_tokens_details"] = json!({"reasoning_tokens": self.thinking.unwrap_or(0)});
         }
         v
     }
@@ -1259,18 +1183,14 @@ fn finish_reason(stop: Option<&str>) -> &'static str {
 }
 
 pub fn translate_response(body: &[u8], ctx: &Ctx) -> Result<Translated> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        GatewayError::bad_upstream(format!("{} returned invalid JSON: {e}", ctx.provider))
-    })?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::bad_upstream(format!("{} returned invalid JSON: {e}", ctx.provider)))?;
     if v["type"] == "error" {
         return Err(classify(502, &v["error"], ctx.provider));
     }
-    let blocks = v["content"].as_array().ok_or_else(|| {
-        GatewayError::bad_upstream(format!(
-            "{} returned a message without content",
-            ctx.provider
-        ))
-    })?;
+    let blocks = v["content"]
+        .as_array()
+        .ok_or_else(|| GatewayError::bad_upstream(format!("{} returned a message without content", ctx.provider)))?;
     let mut text = String::new();
     let mut calls = Vec::new();
     let mut json_output: Option<String> = None;
@@ -1288,9 +1208,7 @@ pub fn translate_response(body: &[u8], ctx: &Ctx) -> Result<Translated> {
                     .as_str()
                     .filter(|s| !s.is_empty())
                     .map(str::to_string)
-                    .unwrap_or_else(|| {
-                        util::gen_id("call_", ctx.id_seed.wrapping_add(calls.len() as u64))
-                    });
+                    .unwrap_or_else(|| util::gen_id("call_", ctx.id_seed.wrapping_add(calls.len() as u64)));
                 calls.push(json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}));
             }
             // Thinking, server-tool and unknown blocks have no OpenAI field.
@@ -1315,10 +1233,7 @@ pub fn translate_response(body: &[u8], ctx: &Ctx) -> Result<Translated> {
     }
     let mut tokens = Tokens::default();
     tokens.merge(&v["usage"]);
-    let id = v["id"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .unwrap_or(ctx.fallback_id);
+    let id = v["id"].as_str().filter(|s| !s.is_empty()).unwrap_or(ctx.fallback_id);
     let out = json!({
         "id": id,
         "object": "chat.completion",
@@ -1372,9 +1287,7 @@ fn classify(status: u16, err: &Value, provider: &str) -> GatewayError {
     let mut e = GatewayError::from_upstream_status(effective, message.clone());
     match effective {
         400 if lower.contains("prompt is too long") || lower.contains("exceed context limit") => {
-            e = e
-                .with_code("context_length_exceeded")
-                .with_param("messages");
+            e = e.with_code("context_length_exceeded").with_param("messages");
         }
         400 if spend_limit => {
             e = GatewayError::insufficient_quota(400, message).with_code("spend_limit_reached");
@@ -1395,30 +1308,15 @@ fn classify(status: u16, err: &Value, provider: &str) -> GatewayError {
 /// Anthropic's rate-limit headers under OpenAI's names; resets become durations from `now`.
 fn ratelimit_headers(headers: &http::HeaderMap, now: u64) -> Vec<(String, String)> {
     const RENAMED: [(&str, &str); 6] = [
-        (
-            "anthropic-ratelimit-requests-limit",
-            "x-ratelimit-limit-requests",
-        ),
+        ("anthropic-ratelimit-requests-limit", "x-ratelimit-limit-requests"),
         (
             "anthropic-ratelimit-requests-remaining",
             "x-ratelimit-remaining-requests",
         ),
-        (
-            "anthropic-ratelimit-requests-reset",
-            "x-ratelimit-reset-requests",
-        ),
-        (
-            "anthropic-ratelimit-tokens-limit",
-            "x-ratelimit-limit-tokens",
-        ),
-        (
-            "anthropic-ratelimit-tokens-remaining",
-            "x-ratelimit-remaining-tokens",
-        ),
-        (
-            "anthropic-ratelimit-tokens-reset",
-            "x-ratelimit-reset-tokens",
-        ),
+        ("anthropic-ratelimit-requests-reset", "x-ratelimit-reset-requests"),
+        ("anthropic-ratelimit-tokens-limit", "x-ratelimit-limit-tokens"),
+        ("anthropic-ratelimit-tokens-remaining", "x-ratelimit-remaining-tokens"),
+        ("anthropic-ratelimit-tokens-reset", "x-ratelimit-reset-tokens"),
     ];
     // OpenAI has no input/output split; these keep their own names.
     const KEPT: [&str; 6] = [
@@ -1453,12 +1351,7 @@ fn ratelimit_headers(headers: &http::HeaderMap, now: u64) -> Vec<(String, String
     out
 }
 
-pub fn translate_error(
-    status: u16,
-    headers: &http::HeaderMap,
-    body: &[u8],
-    now: u64,
-) -> GatewayError {
+pub fn translate_error(status: u16, headers: &http::HeaderMap, body: &[u8], now: u64) -> GatewayError {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let err = match &v["error"] {
         Value::Null if v["message"].is_string() => json!({"message": v["message"]}),
@@ -1478,12 +1371,10 @@ pub fn translate_error(
     let mut e = classify(status, &err, "anthropic");
     if let Some(secs) = util::retry_after(headers, now) {
         e.retry_after = Some(secs);
-        e.headers
-            .push(("retry-after".to_string(), secs.to_string()));
+        e.headers.push(("retry-after".to_string(), secs.to_string()));
     }
     if let Some(ms) = util::header_str(headers, "retry-after-ms") {
-        e.headers
-            .push(("retry-after-ms".to_string(), ms.trim().to_string()));
+        e.headers.push(("retry-after-ms".to_string(), ms.trim().to_string()));
     }
     e.headers.extend(ratelimit_headers(headers, now));
     e
@@ -1530,12 +1421,7 @@ pub fn stream_translator(ctx: &Ctx) -> Box<dyn StreamTranslator> {
     Box::new(AnthropicStream {
         provider: ctx.provider.to_string(),
         decoder: sse::Decoder::new(),
-        emitter: ChunkEmitter::new(
-            ctx.fallback_id,
-            ctx.created,
-            ctx.client_model,
-            ctx.include_usage,
-        ),
+        emitter: ChunkEmitter::new(ctx.fallback_id, ctx.created, ctx.client_model, ctx.include_usage),
         id_seed: ctx.id_seed,
         blocks: HashMap::new(),
         tool_calls: 0,
@@ -1554,12 +1440,8 @@ impl AnthropicStream {
             return Ok(());
         }
         self.events += 1;
-        let v: Value = serde_json::from_str(data).map_err(|e| {
-            GatewayError::bad_upstream(format!(
-                "{} sent an invalid stream event: {e}",
-                self.provider
-            ))
-        })?;
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| GatewayError::bad_upstream(format!("{} sent an invalid stream event: {e}", self.provider)))?;
         // The JSON `type` is authoritative; the `event:` line is only a hint (§0.6).
         match v["type"].as_str().unwrap_or_default() {
             "message_start" => {
@@ -1608,8 +1490,7 @@ impl AnthropicStream {
         let cb = &v["content_block"];
         let block = match cb["type"].as_str() {
             Some("text") => {
-                self.emitter
-                    .content(cb["text"].as_str().unwrap_or_default(), out);
+                self.emitter.content(cb["text"].as_str().unwrap_or_default(), out);
                 Block::Text
             }
             Some("tool_use") => {
@@ -1623,9 +1504,7 @@ impl AnthropicStream {
                         .as_str()
                         .filter(|s| !s.is_empty())
                         .map(str::to_string)
-                        .unwrap_or_else(|| {
-                            util::gen_id("call_", self.id_seed.wrapping_add(ordinal as u64))
-                        });
+                        .unwrap_or_else(|| util::gen_id("call_", self.id_seed.wrapping_add(ordinal as u64)));
                     self.emitter.tool_call_start(ordinal, &id, name, "", out);
                     let start_input = cb
                         .get("input")
@@ -1648,18 +1527,14 @@ impl AnthropicStream {
         let index = v["index"].as_u64().unwrap_or(0);
         let delta = &v["delta"];
         match delta["type"].as_str() {
-            Some("text_delta") => self
-                .emitter
-                .content(delta["text"].as_str().unwrap_or_default(), out),
+            Some("text_delta") => self.emitter.content(delta["text"].as_str().unwrap_or_default(), out),
             Some("input_json_delta") => {
                 let part = delta["partial_json"].as_str().unwrap_or_default();
                 if part.is_empty() {
                     return;
                 }
                 match self.blocks.get_mut(&index) {
-                    Some(Block::Tool {
-                        ordinal, args_sent, ..
-                    }) => {
+                    Some(Block::Tool { ordinal, args_sent, .. }) => {
                         self.emitter.tool_call_args(*ordinal, part, out);
                         *args_sent = true;
                     }
@@ -1705,12 +1580,8 @@ impl AnthropicStream {
             }
             self.on_event(&e.data, out)?;
         }
-        pushed.map_err(|_| {
-            GatewayError::bad_upstream(format!(
-                "{} sent a stream event that is too large",
-                self.provider
-            ))
-        })
+        pushed
+            .map_err(|_| GatewayError::bad_upstream(format!("{} sent a stream event that is too large", self.provider)))
     }
 }
 
@@ -1745,15 +1616,9 @@ impl StreamTranslator for AnthropicStream {
             return Ok(());
         }
         let e = if self.events == 0 {
-            GatewayError::bad_upstream(format!(
-                "{} closed the stream without any event",
-                self.provider
-            ))
+            GatewayError::bad_upstream(format!("{} closed the stream without any event", self.provider))
         } else {
-            GatewayError::truncated_stream(format!(
-                "{} ended the stream before message_stop",
-                self.provider
-            ))
+            GatewayError::truncated_stream(format!("{} ended the stream before message_stop", self.provider))
         };
         self.failed = Some(e.clone());
         Err(e)
@@ -1783,20 +1648,16 @@ pub fn models_path() -> &'static str {
 
 /// `(id, created)` for every model in a `GET /v1/models` page.
 pub fn parse_models(body: &[u8]) -> Result<Vec<(String, u64)>> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        GatewayError::bad_upstream(format!("anthropic returned an invalid model list: {e}"))
-    })?;
-    let data = v["data"].as_array().ok_or_else(|| {
-        GatewayError::bad_upstream("anthropic returned a model list without data")
-    })?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::bad_upstream(format!("anthropic returned an invalid model list: {e}")))?;
+    let data = v["data"]
+        .as_array()
+        .ok_or_else(|| GatewayError::bad_upstream("anthropic returned a model list without data"))?;
     Ok(data
         .iter()
         .filter_map(|m| {
             let id = m["id"].as_str()?;
-            let created = m["created_at"]
-                .as_str()
-                .and_then(util::rfc3339_to_unix)
-                .unwrap_or(0);
+            let created = m["created_at"].as_str().and_then(util::rfc3339_to_unix).unwrap_or(0);
             Some((id.to_string(), created))
         })
         .collect())
@@ -1893,10 +1754,7 @@ mod tests {
         assert_eq!(body(&r), expected);
         assert_eq!(r.method, "POST");
         assert_eq!(r.path, "/v1/messages");
-        assert_eq!(
-            r.headers,
-            vec![("anthropic-version", "2023-06-01".to_string())]
-        );
+        assert_eq!(r.headers, vec![("anthropic-version", "2023-06-01".to_string())]);
         assert_eq!(r.notes, notes(&["seed"], &["temperature", "stop"], &[]));
     }
 
@@ -1960,10 +1818,7 @@ mod tests {
         assert_eq!(e.status, 400);
         let env = e.envelope();
         assert_eq!(env["error"]["type"], "invalid_request_error");
-        assert_eq!(
-            env["error"]["param"],
-            "messages[0].content[1].image_url.url"
-        );
+        assert_eq!(env["error"]["param"], "messages[0].content[1].image_url.url");
         assert_eq!(env["error"]["code"], "unsupported_image_type");
         assert_eq!(
             e.message,
@@ -2002,13 +1857,11 @@ mod tests {
 
     #[test]
     fn case_06_n_greater_than_one_is_rejected() {
-        let e = request(r#"{"model":"claude-sonnet-4-5","n":2,"messages":[{"role":"user","content":"Give me a name."}]}"#)
-            .unwrap_err();
+        let e =
+            request(r#"{"model":"claude-sonnet-4-5","n":2,"messages":[{"role":"user","content":"Give me a name."}]}"#)
+                .unwrap_err();
         assert_eq!(e.status, 400);
-        assert!(
-            !e.retryable,
-            "the caller turns this into x-should-retry: false"
-        );
+        assert!(!e.retryable, "the caller turns this into x-should-retry: false");
         assert_eq!(
             e.envelope(),
             parse(
@@ -2051,10 +1904,7 @@ mod tests {
           "prompt_tokens_details":{"cached_tokens":0,"cache_write_tokens":0}}}"#,
         );
         assert_eq!(v, expected);
-        assert_eq!(
-            t.upstream_model.as_deref(),
-            Some("claude-sonnet-4-5-20250929")
-        );
+        assert_eq!(t.upstream_model.as_deref(), Some("claude-sonnet-4-5-20250929"));
         assert_eq!(
             t.usage,
             Some(Usage {
@@ -2161,10 +2011,7 @@ mod tests {
     /// Output events: JSON values, and the string "DONE" for the terminator.
     fn events(out: &[u8]) -> Vec<Value> {
         let s = std::str::from_utf8(out).unwrap();
-        assert!(
-            s.is_empty() || s.ends_with("\n\n"),
-            "unterminated output: {s:?}"
-        );
+        assert!(s.is_empty() || s.ends_with("\n\n"), "unterminated output: {s:?}");
         s.split("\n\n")
             .filter(|e| !e.is_empty())
             .map(|e| {
@@ -2314,15 +2161,10 @@ mod tests {
         assert!(!String::from_utf8(r.out).unwrap().contains("usage"));
         let args: String = got
             .iter()
-            .filter_map(|e| {
-                e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str()
-            })
+            .filter_map(|e| e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
             .collect();
         let parsed: Value = serde_json::from_str(&args).unwrap();
-        assert_eq!(
-            parsed,
-            json!({"location": "San Francisco, CA", "unit": "fahrenheit"})
-        );
+        assert_eq!(parsed, json!({"location": "San Francisco, CA", "unit": "fahrenheit"}));
     }
 
     fn case_27() -> String {
@@ -2371,7 +2213,8 @@ mod tests {
         sse(&[r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#])
     }
 
-    const OVERLOADED: &str = r#"{"error":{"message":"Overloaded","type":"service_unavailable","param":null,"code":"overloaded"}}"#;
+    const OVERLOADED: &str =
+        r#"{"error":{"message":"Overloaded","type":"service_unavailable","param":null,"code":"overloaded"}}"#;
 
     #[test]
     fn case_28a_overloaded_before_commit() {
@@ -2396,10 +2239,7 @@ mod tests {
         assert_eq!(e.status, 503);
         assert_eq!(e.envelope(), parse(OVERLOADED));
         assert_eq!(e.retry_after, Some(10));
-        assert_eq!(
-            e.headers,
-            vec![("retry-after".to_string(), "10".to_string())]
-        );
+        assert_eq!(e.headers, vec![("retry-after".to_string(), "10".to_string())]);
         assert!(e.retryable);
         // Through the dispatcher too.
         let e = crate::providers::translate_error(Kind::Anthropic, 529, &h, body, CREATED);
@@ -2552,8 +2392,10 @@ mod tests {
             assert_eq!(e.code.as_deref(), Some("unsupported_parameter"), "{extra}");
             assert_eq!(e.param.as_deref(), Some(param), "{extra}");
         }
-        let r = request(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"logit_bias":{},"modalities":["text"]}"#)
-            .unwrap();
+        let r = request(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"logit_bias":{},"modalities":["text"]}"#,
+        )
+        .unwrap();
         assert_eq!(r.notes, Notes::default());
     }
 
@@ -2582,21 +2424,18 @@ mod tests {
 
     #[test]
     fn personal_user_ids_are_hashed() {
-        let r = request(
-            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"user":"ada@example.com"}"#,
-        )
-        .unwrap();
-        let id = body(&r)["metadata"]["user_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let r =
+            request(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"user":"ada@example.com"}"#).unwrap();
+        let id = body(&r)["metadata"]["user_id"].as_str().unwrap().to_string();
         assert_eq!(id.len(), 32);
         assert!(!id.contains('@'));
         assert_eq!(r.notes.adjusted, ["user"]);
-        let r = request(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"safety_identifier":"u-1"}"#).unwrap();
+        let r =
+            request(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"safety_identifier":"u-1"}"#).unwrap();
         assert_eq!(body(&r)["metadata"], json!({"user_id":"u-1"}));
         assert_eq!(r.notes, Notes::default());
-        let r = request(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"user":"+1 (555) 123-4567"}"#).unwrap();
+        let r =
+            request(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"user":"+1 (555) 123-4567"}"#).unwrap();
         assert_ne!(body(&r)["metadata"]["user_id"], "+1 (555) 123-4567");
     }
 
@@ -2771,10 +2610,7 @@ mod tests {
             json!({"type":"auto"})
         );
         assert_eq!(
-            with(
-                r#","tool_choice":"none""#,
-                r#","parallel_tool_calls":false"#
-            )["tool_choice"],
+            with(r#","tool_choice":"none""#, r#","parallel_tool_calls":false"#)["tool_choice"],
             json!({"type":"none"})
         );
         assert_eq!(
@@ -2788,9 +2624,7 @@ mod tests {
             with("", r#","parallel_tool_calls":false"#)["tool_choice"],
             json!({"type":"auto","disable_parallel_tool_use":true})
         );
-        assert!(with("", r#","parallel_tool_calls":true"#)
-            .get("tool_choice")
-            .is_none());
+        assert!(with("", r#","parallel_tool_calls":true"#).get("tool_choice").is_none());
         let v = with(
             r#","tool_choice":{"type":"allowed_tools","allowed_tools":{"mode":"required","tools":[{"type":"function","function":{"name":"b"}}]}}"#,
             "",
@@ -2817,19 +2651,16 @@ mod tests {
         // Older models take temperature and top_p together.
         assert_eq!(v["top_p"], 0.9);
         assert!(v.get("output_config").is_none());
-        assert_eq!(
-            v["tool_choice"],
-            json!({"type":"tool","name":"json_tool_call"})
-        );
+        assert_eq!(v["tool_choice"], json!({"type":"tool","name":"json_tool_call"}));
         assert_eq!(v["tools"][0]["name"], "json_tool_call");
-        assert_eq!(
-            v["tools"][0]["input_schema"]["properties"]["a"]["type"],
-            "string"
-        );
+        assert_eq!(v["tools"][0]["input_schema"]["properties"]["a"]["type"], "string");
         assert_eq!(r.notes, Notes::default());
 
         // json_object always uses the tool, even on structured-output models.
-        let r = request(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}"#).unwrap();
+        let r = request(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}"#,
+        )
+        .unwrap();
         assert_eq!(
             body(&r)["tools"][0]["input_schema"],
             json!({"type":"object","additionalProperties":true})
@@ -2896,12 +2727,11 @@ mod tests {
             let e = request(&input.to_string()).unwrap_err();
             assert_eq!(e.code.as_deref(), Some("unsupported_image_type"));
         }
-        let e = request(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"file-1"}}]}]}"#)
-            .unwrap_err();
-        assert_eq!(
-            e.param.as_deref(),
-            Some("messages[0].content[0].file.file_id")
-        );
+        let e = request(
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"file","file":{"file_id":"file-1"}}]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0].file.file_id"));
     }
 
     // --- more responses ----------------------------------------------------------------------
@@ -2956,16 +2786,9 @@ mod tests {
             assert_eq!(v["choices"][0]["message"]["content"], "");
         }
         let (o, im) = (Options::default(), HashMap::new());
+        assert_eq!(translate_response(b"<html>", &ctx(&o, &im)).unwrap_err().status, 502);
         assert_eq!(
-            translate_response(b"<html>", &ctx(&o, &im))
-                .unwrap_err()
-                .status,
-            502
-        );
-        assert_eq!(
-            translate_response(b"{\"id\":\"x\"}", &ctx(&o, &im))
-                .unwrap_err()
-                .status,
+            translate_response(b"{\"id\":\"x\"}", &ctx(&o, &im)).unwrap_err().status,
             502
         );
         let e = translate_response(
@@ -3023,10 +2846,7 @@ mod tests {
         );
         assert_eq!(err(404, "not_found_error", "no such thing").code, None);
         let e = err(413, "request_too_large", "too big");
-        assert_eq!(
-            (e.status, e.code.as_deref()),
-            (413, Some("request_too_large"))
-        );
+        assert_eq!((e.status, e.code.as_deref()), (413, Some("request_too_large")));
         let e = err(500, "api_error", "internal");
         assert_eq!((e.status, e.kind), (500, "server_error"));
         assert!(e.retryable);
@@ -3070,9 +2890,7 @@ mod tests {
             CREATED,
         );
         assert_eq!(e.retry_after, Some(2));
-        assert!(e
-            .headers
-            .contains(&("retry-after-ms".to_string(), "1500".to_string())));
+        assert!(e.headers.contains(&("retry-after-ms".to_string(), "1500".to_string())));
         assert!(e
             .headers
             .contains(&("x-ratelimit-reset-tokens".to_string(), "6m0s".to_string())));
@@ -3205,19 +3023,11 @@ mod tests {
         let cut = &full[..full.find("event: message_stop").unwrap()];
         let r = run(cut, true);
         let e = r.result.unwrap_err();
-        assert_eq!(
-            (e.status, e.code.as_deref()),
-            (502, Some("upstream_stream_truncated"))
-        );
-        assert!(!String::from_utf8(r.out)
-            .unwrap()
-            .contains("finish_reason\":\"length"));
+        assert_eq!((e.status, e.code.as_deref()), (502, Some("upstream_stream_truncated")));
+        assert!(!String::from_utf8(r.out).unwrap().contains("finish_reason\":\"length"));
 
         let r = run("", false);
-        assert_eq!(
-            r.result.unwrap_err().code.as_deref(),
-            Some("upstream_error")
-        );
+        assert_eq!(r.result.unwrap_err().code.as_deref(), Some("upstream_error"));
 
         let r = run("event: message_start\ndata: {not json\n\n", false);
         assert_eq!(r.result.unwrap_err().status, 502);

@@ -9,10 +9,9 @@ use bytes::BytesMut;
 use serde_json::{json, Map, Value};
 
 use super::gemini::{
-    adjust_or_reject, assistant_text, bad_content, decode, embedding_inputs, embeddings_response,
-    empty_message, instruction_texts, message_role, parse_fields, parse_tool_choice, plain_message,
-    reject_audio_modalities, reject_logit_bias, stop_list, to_bytes, unsupported, Fields,
-    ToolChoice, GATEWAY_FIELD, HOISTED,
+    adjust_or_reject, assistant_text, bad_content, decode, embedding_inputs, embeddings_response, empty_message,
+    instruction_texts, message_role, parse_fields, parse_tool_choice, plain_message, reject_audio_modalities,
+    reject_logit_bias, stop_list, to_bytes, unsupported, Fields, ToolChoice, GATEWAY_FIELD, HOISTED,
 };
 use super::util::{self, ChunkEmitter};
 use super::{Ctx, Endpoint, Notes, StreamTranslator, Translated, UpstreamRequest, Usage};
@@ -48,9 +47,9 @@ fn clamp_param(
     strict: bool,
     provider: &str,
 ) -> Result<Value> {
-    let x = v.as_f64().ok_or_else(|| {
-        GatewayError::invalid_request(format!("{param} must be a number")).with_param(param)
-    })?;
+    let x = v
+        .as_f64()
+        .ok_or_else(|| GatewayError::invalid_request(format!("{param} must be a number")).with_param(param))?;
     if x < lo || x > hi {
         adjust_or_reject(notes, strict, param, provider)?;
         return Ok(json!(x.clamp(lo, hi)));
@@ -98,10 +97,7 @@ fn build_chat(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
             }
             "top_k" => {
                 let top_k = clamp_param(v, k, 0.0, 500.0, &mut notes, strict, provider)?;
-                out.insert(
-                    "k".into(),
-                    json!(top_k.as_f64().unwrap_or(0.0).round() as u64),
-                );
+                out.insert("k".into(), json!(top_k.as_f64().unwrap_or(0.0).round() as u64));
             }
             "stop" => {
                 let stops = stop_list(v, MAX_STOP, &mut notes, strict, provider)?;
@@ -112,12 +108,8 @@ fn build_chat(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
             "seed" => {
                 out.insert("seed".into(), v.clone());
             }
-            "frequency_penalty" => {
-                frequency = Some(clamp_param(v, k, 0.0, 1.0, &mut notes, strict, provider)?)
-            }
-            "presence_penalty" => {
-                presence = Some(clamp_param(v, k, 0.0, 1.0, &mut notes, strict, provider)?)
-            }
+            "frequency_penalty" => frequency = Some(clamp_param(v, k, 0.0, 1.0, &mut notes, strict, provider)?),
+            "presence_penalty" => presence = Some(clamp_param(v, k, 0.0, 1.0, &mut notes, strict, provider)?),
             "n" => {
                 if v.as_u64().is_some_and(|n| n > 1) {
                     return Err(GatewayError::unsupported_param(
@@ -157,22 +149,15 @@ fn build_chat(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
         notes.warn(PENALTIES_EXCLUSIVE);
         presence = None;
     }
-    for (name, p) in [
-        ("frequency_penalty", frequency),
-        ("presence_penalty", presence),
-    ] {
+    for (name, p) in [("frequency_penalty", frequency), ("presence_penalty", presence)] {
         if let Some(p) = p.filter(|p| p.as_f64().is_some_and(|x| x != 0.0)) {
             out.insert(name.into(), p);
         }
     }
 
-    let messages = messages.ok_or_else(|| {
-        GatewayError::invalid_request("messages is required").with_param("messages")
-    })?;
-    out.insert(
-        "messages".into(),
-        Value::Array(convert_messages(messages, &mut notes)?),
-    );
+    let messages =
+        messages.ok_or_else(|| GatewayError::invalid_request("messages is required").with_param("messages"))?;
+    out.insert("messages".into(), Value::Array(convert_messages(messages, &mut notes)?));
 
     let choice = tool_choice.map(parse_tool_choice).transpose()?;
     let mut tool_list = Vec::new();
@@ -185,10 +170,9 @@ fn build_chat(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
         };
         (tool_list, strict_tools) = convert_tools(tools, keep.as_deref())?;
         if keep.is_some() && tool_list.is_empty() {
-            return Err(GatewayError::invalid_request(
-                "tool_choice names no tool present in tools",
-            )
-            .with_param("tool_choice"));
+            return Err(
+                GatewayError::invalid_request("tool_choice names no tool present in tools").with_param("tool_choice"),
+            );
         }
     }
     if !tool_list.is_empty() {
@@ -258,9 +242,9 @@ fn thinking(effort: &str) -> Value {
 /// OpenAI tools in Cohere's (identical) shape, optionally filtered; `strict` on any tool
 /// becomes the request-level `strict_tools`.
 fn convert_tools(tools: &Value, keep: Option<&[String]>) -> Result<(Vec<Value>, bool)> {
-    let list = tools.as_array().ok_or_else(|| {
-        GatewayError::invalid_request("tools must be an array").with_param("tools")
-    })?;
+    let list = tools
+        .as_array()
+        .ok_or_else(|| GatewayError::invalid_request("tools must be an array").with_param("tools"))?;
     let mut out = Vec::with_capacity(list.len());
     let mut strict = false;
     for (k, t) in list.iter().enumerate() {
@@ -271,13 +255,10 @@ fn convert_tools(tools: &Value, keep: Option<&[String]>) -> Result<(Vec<Value>, 
             ));
         }
         let f = &t["function"];
-        let name = f["name"]
-            .as_str()
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| {
-                GatewayError::invalid_request("tool function name is required")
-                    .with_param(format!("tools[{k}].function.name"))
-            })?;
+        let name = f["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
+            GatewayError::invalid_request("tool function name is required")
+                .with_param(format!("tools[{k}].function.name"))
+        })?;
         if keep.is_some_and(|names| !names.iter().any(|n| n == name)) {
             continue;
         }
@@ -297,9 +278,9 @@ fn convert_tools(tools: &Value, keep: Option<&[String]>) -> Result<(Vec<Value>, 
 
 /// §4.3: instructions hoisted into one leading system message, empty text removed.
 fn convert_messages(messages: &Value, notes: &mut Notes) -> Result<Vec<Value>> {
-    let list = messages.as_array().ok_or_else(|| {
-        GatewayError::invalid_request("messages must be an array").with_param("messages")
-    })?;
+    let list = messages
+        .as_array()
+        .ok_or_else(|| GatewayError::invalid_request("messages must be an array").with_param("messages"))?;
     let mut system = Vec::new();
     let mut out = Vec::with_capacity(list.len() + 1);
     let mut seen_turn = false;
@@ -355,15 +336,13 @@ fn convert_messages(messages: &Value, notes: &mut Notes) -> Result<Vec<Value>> {
                     ),
                     _ => return Err(bad_content(i)),
                 };
-                out.push(
-                    json!({"role": "tool", "tool_call_id": m["tool_call_id"], "content": content}),
-                );
+                out.push(json!({"role": "tool", "tool_call_id": m["tool_call_id"], "content": content}));
             }
             other => {
-                return Err(GatewayError::invalid_request(format!(
-                    "Unsupported message role {other}"
-                ))
-                .with_param(format!("messages[{i}].role")))
+                return Err(
+                    GatewayError::invalid_request(format!("Unsupported message role {other}"))
+                        .with_param(format!("messages[{i}].role")),
+                )
             }
         }
     }
@@ -438,8 +417,7 @@ fn build_embeddings(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
                 input_type = v
                     .as_str()
                     .ok_or_else(|| {
-                        GatewayError::invalid_request("input_type must be a string")
-                            .with_param("input_type")
+                        GatewayError::invalid_request("input_type must be a string").with_param("input_type")
                     })?
                     .to_string();
             }
@@ -475,9 +453,8 @@ fn build_embeddings(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
 // ---------------------------------------------------------------------------------------------
 
 pub fn translate_response(body: &[u8], ctx: &Ctx) -> Result<Translated> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        GatewayError::bad_upstream(format!("{} returned invalid JSON: {e}", ctx.provider))
-    })?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::bad_upstream(format!("{} returned invalid JSON: {e}", ctx.provider)))?;
     if !v.is_object() {
         return Err(GatewayError::bad_upstream(format!(
             "{} returned a non-object body",
@@ -549,10 +526,7 @@ fn translate_chat(v: &Value, ctx: &Ctx) -> Result<Translated> {
         message["tool_calls"] = Value::Array(calls);
     }
     let (usage_value, usage) = usage_of(&v["usage"]);
-    let id = v["id"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .unwrap_or(ctx.fallback_id);
+    let id = v["id"].as_str().filter(|s| !s.is_empty()).unwrap_or(ctx.fallback_id);
     let out = json!({
         "id": id,
         "object": "chat.completion",
@@ -595,9 +569,7 @@ fn translate_embeddings(v: &Value, ctx: &Ctx) -> Result<Translated> {
     let list = v["embeddings"]["float"]
         .as_array()
         .or_else(|| v["embeddings"].as_array())
-        .ok_or_else(|| {
-            GatewayError::bad_upstream(format!("{} returned no float embeddings", ctx.provider))
-        })?;
+        .ok_or_else(|| GatewayError::bad_upstream(format!("{} returned no float embeddings", ctx.provider)))?;
     let vectors: Vec<&Vec<Value>> = list.iter().filter_map(Value::as_array).collect();
     if vectors.len() != list.len() {
         return Err(GatewayError::bad_upstream(format!(
@@ -616,12 +588,7 @@ fn translate_embeddings(v: &Value, ctx: &Ctx) -> Result<Translated> {
 // Errors (§4.6)
 // ---------------------------------------------------------------------------------------------
 
-pub fn translate_error(
-    status: u16,
-    _headers: &http::HeaderMap,
-    body: &[u8],
-    _now: u64,
-) -> GatewayError {
+pub fn translate_error(status: u16, _headers: &http::HeaderMap, body: &[u8], _now: u64) -> GatewayError {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let message = match (&v["message"], &v["error"]) {
         (Value::String(s), _) if !s.is_empty() => s.clone(),
@@ -632,19 +599,15 @@ pub fn translate_error(
     let lower = message.to_ascii_lowercase();
     match status {
         // The SDK's InvalidTokenError; the docs have also used 498 for blocked requests.
-        498 if lower.contains("token") || lower.contains("api key") => {
-            GatewayError::from_upstream_status(401, message)
-        }
+        498 if lower.contains("token") || lower.contains("api key") => GatewayError::from_upstream_status(401, message),
         498 => GatewayError::from_upstream_status(400, message).with_code("content_filter"),
         // Cancelled upstream: a timeout from the client's point of view.
         499 => GatewayError::from_upstream_status(408, message),
         501 => GatewayError::from_upstream_status(500, message),
         429 if lower.contains("month") => GatewayError::insufficient_quota(429, message),
-        400 | 422 if lower.starts_with("too many tokens") => {
-            GatewayError::from_upstream_status(400, message)
-                .with_code("context_length_exceeded")
-                .with_param("messages")
-        }
+        400 | 422 if lower.starts_with("too many tokens") => GatewayError::from_upstream_status(400, message)
+            .with_code("context_length_exceeded")
+            .with_param("messages"),
         _ => GatewayError::from_upstream_status(status, message),
     }
 }
@@ -670,12 +633,7 @@ struct CohereStream {
 pub fn stream_translator(ctx: &Ctx) -> Box<dyn StreamTranslator> {
     Box::new(CohereStream {
         decoder: sse::Decoder::new(),
-        emitter: ChunkEmitter::new(
-            ctx.fallback_id,
-            ctx.created,
-            ctx.client_model,
-            ctx.include_usage,
-        ),
+        emitter: ChunkEmitter::new(ctx.fallback_id, ctx.created, ctx.client_model, ctx.include_usage),
         provider: ctx.provider.to_string(),
         id_seed: ctx.id_seed,
         tools: HashMap::new(),
@@ -694,16 +652,10 @@ impl CohereStream {
         }
         self.events += 1;
         let v: Value = serde_json::from_str(data).map_err(|err| {
-            GatewayError::bad_upstream(format!(
-                "{} sent an invalid stream event: {err}",
-                self.provider
-            ))
+            GatewayError::bad_upstream(format!("{} sent an invalid stream event: {err}", self.provider))
         })?;
         // The JSON `type` is authoritative; the `event:` line is the fallback.
-        let kind = v["type"]
-            .as_str()
-            .or(e.event.as_deref())
-            .unwrap_or_default();
+        let kind = v["type"].as_str().or(e.event.as_deref()).unwrap_or_default();
         let msg = &v["delta"]["message"];
         match kind {
             "message-start" => {
@@ -731,18 +683,11 @@ impl CohereStream {
                 let f = &call["function"];
                 let args = f["arguments"].as_str().unwrap_or_default();
                 self.tools.insert(up, (ordinal, args.len()));
-                self.emitter.tool_call_start(
-                    ordinal,
-                    &id,
-                    f["name"].as_str().unwrap_or_default(),
-                    args,
-                    out,
-                );
+                self.emitter
+                    .tool_call_start(ordinal, &id, f["name"].as_str().unwrap_or_default(), args, out);
             }
             "tool-call-delta" => {
-                let args = msg["tool_calls"]["function"]["arguments"]
-                    .as_str()
-                    .unwrap_or_default();
+                let args = msg["tool_calls"]["function"]["arguments"].as_str().unwrap_or_default();
                 let up = v["index"].as_u64().unwrap_or(0);
                 if let Some((ordinal, len)) = self.tools.get_mut(&up) {
                     *len += args.len();
@@ -846,18 +791,15 @@ pub fn models_path() -> &'static str {
 
 /// Model names that serve chat or embeddings.
 pub fn parse_models(body: &[u8]) -> Result<Vec<String>> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        GatewayError::bad_upstream(format!("cohere returned an invalid model list: {e}"))
-    })?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::bad_upstream(format!("cohere returned an invalid model list: {e}")))?;
     let models = v["models"]
         .as_array()
         .ok_or_else(|| GatewayError::bad_upstream("cohere returned a model list without models"))?;
     Ok(models
         .iter()
         .filter(|m| match m["endpoints"].as_array() {
-            Some(eps) => eps
-                .iter()
-                .any(|e| matches!(e.as_str(), Some("chat" | "embed"))),
+            Some(eps) => eps.iter().any(|e| matches!(e.as_str(), Some("chat" | "embed"))),
             None => true,
         })
         .filter_map(|m| m["name"].as_str().map(str::to_string))
@@ -875,11 +817,7 @@ mod tests {
     use crate::providers::gemini::tests::{c, events, u};
     use crate::providers::{Kind, Options};
 
-    fn ctx<'a>(
-        model: &'a str,
-        opts: &'a Options,
-        images: &'a HashMap<String, (String, String)>,
-    ) -> Ctx<'a> {
+    fn ctx<'a>(model: &'a str, opts: &'a Options, images: &'a HashMap<String, (String, String)>) -> Ctx<'a> {
         Ctx {
             provider: "cohere",
             kind: Kind::Cohere,
@@ -942,8 +880,7 @@ mod tests {
             ..Options::default()
         };
         let im = HashMap::new();
-        let e =
-            build_request(input.as_bytes(), &ctx("command-a-03-2025", &strict, &im)).unwrap_err();
+        let e = build_request(input.as_bytes(), &ctx("command-a-03-2025", &strict, &im)).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("top_p"));
     }
 
@@ -965,8 +902,7 @@ mod tests {
    {"role":"assistant","content":null},
    {"role":"user","content":"Thanks"}]}"#;
         let r = build_request(input.as_bytes(), &cx).unwrap();
-        let expected = j(
-            r#"{"model":"command-a-03-2025","stream":true,"max_tokens":40,"seed":1,
+        let expected = j(r#"{"model":"command-a-03-2025","stream":true,"max_tokens":40,"seed":1,
  "messages":[
    {"role":"system","content":"A.\n\nB."},
    {"role":"user","content":[{"type":"text","text":"What is this?"},
@@ -975,8 +911,7 @@ mod tests {
    {"role":"assistant","tool_calls":[{"id":"get_weather_1","type":"function","function":{"name":"get_weather","arguments":"{}"}}]},
    {"role":"tool","tool_call_id":"get_weather_1","content":"18C"},
    {"role":"assistant","content":"It is 18C."},
-   {"role":"user","content":"Thanks"}]}"#,
-        );
+   {"role":"user","content":"Thanks"}]}"#);
         assert_eq!(body(&r), expected);
         assert_eq!(strs(&r.notes.dropped), ["user", "parallel_tool_calls"]);
         assert!(r.notes.warnings.is_empty());
@@ -994,10 +929,7 @@ mod tests {
         assert_eq!(body(&r).get("frequency_penalty"), None);
         assert_eq!(body(&r)["presence_penalty"], 0.3);
         assert_eq!(strs(&r.notes.adjusted), ["frequency_penalty"]);
-        let r = build(&format!(
-            r#"{{{msgs},"presence_penalty":1.5,"frequency_penalty":0.2}}"#
-        ))
-        .unwrap();
+        let r = build(&format!(r#"{{{msgs},"presence_penalty":1.5,"frequency_penalty":0.2}}"#)).unwrap();
         assert_eq!(body(&r)["frequency_penalty"], 0.2);
         assert_eq!(body(&r).get("presence_penalty"), None);
         assert_eq!(strs(&r.notes.adjusted), ["presence_penalty"]);
@@ -1019,10 +951,7 @@ mod tests {
             body(&r)["response_format"],
             j(r#"{"type":"json_object","json_schema":{"type":"object"}}"#)
         );
-        let r = build(&format!(
-            r#"{{{msgs},"response_format":{{"type":"json_object"}}}}"#
-        ))
-        .unwrap();
+        let r = build(&format!(r#"{{{msgs},"response_format":{{"type":"json_object"}}}}"#)).unwrap();
         assert_eq!(body(&r)["response_format"], j(r#"{"type":"json_object"}"#));
         let e = build(&format!(
             r#"{{{msgs},"response_format":{{"type":"json_object"}},"tools":[{{"type":"function","function":{{"name":"f"}}}}]}}"#
@@ -1047,10 +976,8 @@ mod tests {
         // Empty user messages are refused before Cohere does.
         let e = build(r#"{"messages":[{"role":"user","content":""}]}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].content"));
-        let e = build(
-            r#"{"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}"#,
-        )
-        .unwrap_err();
+        let e =
+            build(r#"{"messages":[{"role":"user","content":[{"type":"input_audio","input_audio":{}}]}]}"#).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].content[0].type"));
     }
 
@@ -1087,20 +1014,15 @@ mod tests {
             j(r#"{"prompt_tokens":4,"completion_tokens":1,"total_tokens":5}"#)
         );
 
-        let v = respond(
-            r#"{"id":"x2","finish_reason":"COMPLETE","message":{"role":"assistant","content":[]}}"#,
-        )
-        .unwrap();
+        let v =
+            respond(r#"{"id":"x2","finish_reason":"COMPLETE","message":{"role":"assistant","content":[]}}"#).unwrap();
         assert_eq!(v["choices"][0]["message"]["content"], "");
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
 
-        let e = respond(
-            r#"{"id":"x3","finish_reason":"ERROR","message":{"role":"assistant","content":[]}}"#,
-        )
-        .unwrap_err();
+        let e =
+            respond(r#"{"id":"x3","finish_reason":"ERROR","message":{"role":"assistant","content":[]}}"#).unwrap_err();
         assert_eq!(e.status, 502);
-        let e = respond(r#"{"id":"x4","finish_reason":"TIMEOUT","message":{"role":"assistant"}}"#)
-            .unwrap_err();
+        let e = respond(r#"{"id":"x4","finish_reason":"TIMEOUT","message":{"role":"assistant"}}"#).unwrap_err();
         assert_eq!(e.status, 504);
         let v = respond(r#"{"id":"x5","finish_reason":"ERROR","message":{"role":"assistant","content":[{"type":"text","text":"Part"}]}}"#).unwrap();
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
@@ -1296,27 +1218,15 @@ mod tests {
     fn stream_failures() {
         let (out, r) = run(error_stream().as_bytes(), true, &[usize::MAX]);
         let e = r.unwrap_err();
-        assert_eq!(
-            (e.status, e.message.as_str()),
-            (502, "internal generation failure")
-        );
+        assert_eq!((e.status, e.message.as_str()), (502, "internal generation failure"));
         let ev = events(&out);
         assert_eq!(ev.len(), 2);
-        assert!(ev
-            .iter()
-            .all(|e| e["choices"][0]["finish_reason"].is_null()));
+        assert!(ev.iter().all(|e| e["choices"][0]["finish_reason"].is_null()));
         let (_, r) = run(truncated_stream().as_bytes(), false, &[usize::MAX]);
-        assert_eq!(
-            r.unwrap_err().code.as_deref(),
-            Some("upstream_stream_truncated")
-        );
+        assert_eq!(r.unwrap_err().code.as_deref(), Some("upstream_stream_truncated"));
         let (_, r) = run(b"", false, &[usize::MAX]);
         assert_eq!(r.unwrap_err().status, 502);
-        let (_, r) = run(
-            b"event: message-start\ndata: {oops\n\n",
-            false,
-            &[usize::MAX],
-        );
+        let (_, r) = run(b"event: message-start\ndata: {oops\n\n", false, &[usize::MAX]);
         assert_eq!(r.unwrap_err().code.as_deref(), Some("upstream_error"));
         // A trailing [DONE] is tolerated.
         let with_done = format!("{}data: [DONE]\n\n", text_stream());
@@ -1367,10 +1277,7 @@ mod tests {
         );
         let x = e(498, r#"{"message":"invalid api token"}"#);
         assert_eq!(x.status, 401);
-        let x = e(
-            498,
-            r#"{"message":"blocked input: please adjust your prompt"}"#,
-        );
+        let x = e(498, r#"{"message":"blocked input: please adjust your prompt"}"#);
         assert_eq!((x.status, x.code.as_deref()), (400, Some("content_filter")));
         let x = e(499, r#"{"message":"request cancelled"}"#);
         assert_eq!((x.status, x.kind), (408, "timeout_error"));
@@ -1397,10 +1304,7 @@ mod tests {
         let x = e(402, r#"{"message":"Please add a payment method"}"#);
         assert_eq!(x.kind, "insufficient_quota");
         let x = e(503, "<html>unavailable</html>");
-        assert_eq!(
-            (x.status, x.message.as_str()),
-            (503, "cohere returned HTTP 503")
-        );
+        assert_eq!((x.status, x.message.as_str()), (503, "cohere returned HTTP 503"));
         let x = e(501, "not implemented");
         assert_eq!((x.status, x.message.as_str()), (500, "not implemented"));
         let x = e(504, "");
@@ -1438,19 +1342,13 @@ mod tests {
             "classification"
         );
         assert_eq!(
-            build_request(br#"{"input":[1,2]}"#, &cx)
-                .unwrap_err()
-                .param
-                .as_deref(),
+            build_request(br#"{"input":[1,2]}"#, &cx).unwrap_err().param.as_deref(),
             Some("input")
         );
         let many: Vec<String> = (0..97).map(|i| format!("t{i}")).collect();
         let big = json!({"input": many}).to_string();
         assert_eq!(
-            build_request(big.as_bytes(), &cx)
-                .unwrap_err()
-                .param
-                .as_deref(),
+            build_request(big.as_bytes(), &cx).unwrap_err().param.as_deref(),
             Some("input")
         );
 
@@ -1481,10 +1379,7 @@ mod tests {
   {"name":"command-a-03-2025","endpoints":["chat","generate"]},
   {"name":"embed-v4.0","endpoints":["embed"]},
   {"name":"rerank-v3.5","endpoints":["rerank"]}],"next_page_token":"x"}"#;
-        assert_eq!(
-            parse_models(body).unwrap(),
-            ["command-a-03-2025", "embed-v4.0"]
-        );
+        assert_eq!(parse_models(body).unwrap(), ["command-a-03-2025", "embed-v4.0"]);
         assert!(models_path().starts_with("/v1/models"));
         assert!(parse_models(b"nope").is_err());
     }

@@ -18,7 +18,9 @@ pub fn to_chat_request(body: &[u8]) -> Result<Bytes> {
             "prompt" => {
                 let text = match &val {
                     Value::String(s) => s.clone(),
-                    Value::Array(a) if a.len() == 1 && a[0].is_string() => a[0].as_str().unwrap_or_default().to_string(),
+                    Value::Array(a) if a.len() == 1 && a[0].is_string() => {
+                        a[0].as_str().unwrap_or_default().to_string()
+                    }
                     _ => {
                         return Err(GatewayError::unsupported_param(
                             "prompt",
@@ -29,16 +31,28 @@ pub fn to_chat_request(body: &[u8]) -> Result<Bytes> {
                 out.insert("messages".into(), json!([{"role": "user", "content": text}]));
             }
             "echo" if val == Value::Bool(true) => {
-                return Err(GatewayError::unsupported_param("echo", "echo is not supported for this provider"))
+                return Err(GatewayError::unsupported_param(
+                    "echo",
+                    "echo is not supported for this provider",
+                ))
             }
             "best_of" if val.as_u64().is_some_and(|n| n > 1) => {
-                return Err(GatewayError::unsupported_param("best_of", "best_of is not supported for this provider"))
+                return Err(GatewayError::unsupported_param(
+                    "best_of",
+                    "best_of is not supported for this provider",
+                ))
             }
             "logprobs" if !val.is_null() => {
-                return Err(GatewayError::unsupported_param("logprobs", "logprobs is not supported for this provider"))
+                return Err(GatewayError::unsupported_param(
+                    "logprobs",
+                    "logprobs is not supported for this provider",
+                ))
             }
             "suffix" if val.as_str().is_some_and(|s| !s.is_empty()) => {
-                return Err(GatewayError::unsupported_param("suffix", "suffix is not supported for this provider"))
+                return Err(GatewayError::unsupported_param(
+                    "suffix",
+                    "suffix is not supported for this provider",
+                ))
             }
             "echo" | "best_of" | "logprobs" | "suffix" => {}
             _ => {
@@ -156,8 +170,20 @@ mod tests {
         assert_eq!(v["messages"][0]["content"], "Say hi");
         assert_eq!(v["max_tokens"], 5);
         assert!(v.get("prompt").is_none());
-        assert_eq!(to_chat_request(br#"{"model":"m","prompt":["a","b"]}"#).unwrap_err().param.as_deref(), Some("prompt"));
-        assert_eq!(to_chat_request(br#"{"model":"m","prompt":"x","echo":true}"#).unwrap_err().param.as_deref(), Some("echo"));
+        assert_eq!(
+            to_chat_request(br#"{"model":"m","prompt":["a","b"]}"#)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("prompt")
+        );
+        assert_eq!(
+            to_chat_request(br#"{"model":"m","prompt":"x","echo":true}"#)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("echo")
+        );
         let r = from_chat_response(br#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#).unwrap();
         let v: Value = serde_json::from_slice(&r).unwrap();
         assert_eq!(v["object"], "text_completion");

@@ -92,9 +92,9 @@ fn build_chat(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
                 }
             }
             "n" => {
-                let n = v.as_u64().ok_or_else(|| {
-                    GatewayError::invalid_request("n must be a positive integer").with_param("n")
-                })?;
+                let n = v
+                    .as_u64()
+                    .ok_or_else(|| GatewayError::invalid_request("n must be a positive integer").with_param("n"))?;
                 if n > 1 {
                     if ctx.stream {
                         return Err(GatewayError::unsupported_param(
@@ -126,10 +126,7 @@ fn build_chat(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
             "tool_choice" => tool_choice = Some(v),
             "reasoning_effort" => {
                 let effort = v.as_str().unwrap_or_default();
-                gen.insert(
-                    "thinkingConfig".into(),
-                    thinking_config(effort, ctx.upstream_model),
-                );
+                gen.insert("thinkingConfig".into(), thinking_config(effort, ctx.upstream_model));
             }
             "modalities" => reject_audio_modalities(v, provider)?,
             "audio" | "functions" | "function_call" => return Err(unsupported(k, provider)),
@@ -145,9 +142,8 @@ fn build_chat(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
         }
     }
 
-    let messages = messages.ok_or_else(|| {
-        GatewayError::invalid_request("messages is required").with_param("messages")
-    })?;
+    let messages =
+        messages.ok_or_else(|| GatewayError::invalid_request("messages is required").with_param("messages"))?;
     let (system, contents) = convert_messages(messages, ctx, &mut notes)?;
     if contents.is_empty() {
         return Err(GatewayError::invalid_request(format!(
@@ -164,10 +160,7 @@ fn build_chat(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
     let choice = tool_choice.map(parse_tool_choice).transpose()?;
     if let Some(tools) = tools {
         let only = match &choice {
-            Some(ToolChoice::Allowed {
-                required: false,
-                names,
-            }) => Some(names.as_slice()),
+            Some(ToolChoice::Allowed { required: false, names }) => Some(names.as_slice()),
             _ => None,
         };
         let decls = function_declarations(tools, only)?;
@@ -183,20 +176,12 @@ fn build_chat(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
             ToolChoice::Named(name) => {
                 json!({"mode": "ANY", "allowedFunctionNames": [encode_name(&name)]})
             }
-            ToolChoice::Allowed {
-                required: true,
-                names,
-            } => json!({"mode": "ANY",
+            ToolChoice::Allowed { required: true, names } => json!({"mode": "ANY",
                 "allowedFunctionNames": names.iter().map(|n| encode_name(n)).collect::<Vec<_>>()}),
             // Emulated by filtering the declarations above.
-            ToolChoice::Allowed {
-                required: false, ..
-            } => json!({"mode": "AUTO"}),
+            ToolChoice::Allowed { required: false, .. } => json!({"mode": "AUTO"}),
         };
-        body.insert(
-            "toolConfig".into(),
-            json!({"functionCallingConfig": config}),
-        );
+        body.insert("toolConfig".into(), json!({"functionCallingConfig": config}));
     }
     if !gen.is_empty() {
         body.insert("generationConfig".into(), Value::Object(gen));
@@ -230,10 +215,10 @@ fn response_format(v: &Value, gen: &mut Map<String, Value>) -> Result<()> {
             }
         }
         _ => {
-            return Err(GatewayError::invalid_request(
-                "response_format.type must be text, json_object or json_schema",
+            return Err(
+                GatewayError::invalid_request("response_format.type must be text, json_object or json_schema")
+                    .with_param("response_format.type"),
             )
-            .with_param("response_format.type"))
         }
     }
     Ok(())
@@ -286,9 +271,9 @@ fn decode_name(name: &str) -> String {
 }
 
 fn function_declarations(tools: &Value, only: Option<&[String]>) -> Result<Vec<Value>> {
-    let list = tools.as_array().ok_or_else(|| {
-        GatewayError::invalid_request("tools must be an array").with_param("tools")
-    })?;
+    let list = tools
+        .as_array()
+        .ok_or_else(|| GatewayError::invalid_request("tools must be an array").with_param("tools"))?;
     let mut decls = Vec::with_capacity(list.len());
     for (k, t) in list.iter().enumerate() {
         if t["type"].as_str().unwrap_or("function") != "function" {
@@ -298,13 +283,10 @@ fn function_declarations(tools: &Value, only: Option<&[String]>) -> Result<Vec<V
             ));
         }
         let f = &t["function"];
-        let name = f["name"]
-            .as_str()
-            .filter(|n| !n.is_empty())
-            .ok_or_else(|| {
-                GatewayError::invalid_request("tool function name is required")
-                    .with_param(format!("tools[{k}].function.name"))
-            })?;
+        let name = f["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
+            GatewayError::invalid_request("tool function name is required")
+                .with_param(format!("tools[{k}].function.name"))
+        })?;
         if only.is_some_and(|names| !names.iter().any(|n| n == name)) {
             continue;
         }
@@ -324,14 +306,10 @@ fn function_declarations(tools: &Value, only: Option<&[String]>) -> Result<Vec<V
 }
 
 /// OpenAI messages → (`systemInstruction` parts, `contents`), §3.3.
-fn convert_messages(
-    messages: &Value,
-    ctx: &Ctx,
-    notes: &mut Notes,
-) -> Result<(Vec<Value>, Vec<Value>)> {
-    let list = messages.as_array().ok_or_else(|| {
-        GatewayError::invalid_request("messages must be an array").with_param("messages")
-    })?;
+fn convert_messages(messages: &Value, ctx: &Ctx, notes: &mut Notes) -> Result<(Vec<Value>, Vec<Value>)> {
+    let list = messages
+        .as_array()
+        .ok_or_else(|| GatewayError::invalid_request("messages must be an array").with_param("messages"))?;
     let gemini3 = is_gemini3(ctx.upstream_model);
     let mut system = Vec::new();
     let mut contents: Vec<Value> = Vec::new();
@@ -374,19 +352,15 @@ fn convert_messages(
                 }
                 // Gemini pairs results with calls by position: keep the calls' order.
                 responses.sort_by_key(|(order, _)| *order);
-                push_content(
-                    &mut contents,
-                    "user",
-                    responses.into_iter().map(|(_, p)| p).collect(),
-                );
+                push_content(&mut contents, "user", responses.into_iter().map(|(_, p)| p).collect());
                 i = end;
                 continue;
             }
             other => {
-                return Err(GatewayError::invalid_request(format!(
-                    "Unsupported message role {other}"
-                ))
-                .with_param(format!("messages[{i}].role")))
+                return Err(
+                    GatewayError::invalid_request(format!("Unsupported message role {other}"))
+                        .with_param(format!("messages[{i}].role")),
+                )
             }
         }
         i += 1;
@@ -450,13 +424,7 @@ fn user_parts(content: &Value, i: usize, ctx: &Ctx) -> Result<Vec<Value>> {
     Ok(parts)
 }
 
-const IMAGE_TYPES: &[&str] = &[
-    "image/png",
-    "image/jpeg",
-    "image/webp",
-    "image/heic",
-    "image/heif",
-];
+const IMAGE_TYPES: &[&str] = &["image/png", "image/jpeg", "image/webp", "image/heic", "image/heif"];
 
 fn image_part(p: &Value, i: usize, j: usize, ctx: &Ctx) -> Result<Value> {
     let param = format!("messages[{i}].content[{j}].image_url.url");
@@ -466,10 +434,8 @@ fn image_part(p: &Value, i: usize, j: usize, ctx: &Ctx) -> Result<Value> {
     };
     let (mime, data) = if url.starts_with("data:") {
         util::parse_data_url(url).ok_or_else(|| {
-            GatewayError::invalid_request(
-                "Image data URLs must be base64 encoded (data:<mime>;base64,...)",
-            )
-            .with_param(param.clone())
+            GatewayError::invalid_request("Image data URLs must be base64 encoded (data:<mime>;base64,...)")
+                .with_param(param.clone())
         })?
     } else if url.starts_with("http://") || url.starts_with("https://") {
         // Gemini cannot fetch web URLs (fileData takes Files API and YouTube URIs only); the
@@ -483,10 +449,7 @@ fn image_part(p: &Value, i: usize, j: usize, ctx: &Ctx) -> Result<Value> {
             .with_code("unsupported_image_url")
         })?
     } else {
-        return Err(
-            GatewayError::invalid_request("image_url.url must be a data: or http(s) URL")
-                .with_param(param),
-        );
+        return Err(GatewayError::invalid_request("image_url.url must be a data: or http(s) URL").with_param(param));
     };
     let mime = match mime.to_ascii_lowercase().as_str() {
         "image/jpg" => "image/jpeg".to_string(),
@@ -508,10 +471,7 @@ fn image_part(p: &Value, i: usize, j: usize, ctx: &Ctx) -> Result<Value> {
 fn file_part(f: &Value, i: usize, j: usize) -> Result<Value> {
     let param = format!("messages[{i}].content[{j}].file");
     let data = f["file_data"].as_str().ok_or_else(|| {
-        GatewayError::unsupported_param(
-            &param,
-            "Only inline files (file_data) are supported by provider gemini",
-        )
+        GatewayError::unsupported_param(&param, "Only inline files (file_data) are supported by provider gemini")
     })?;
     let (mime, b64) = match util::parse_data_url(data) {
         Some(parsed) => parsed,
@@ -522,10 +482,7 @@ fn file_part(f: &Value, i: usize, j: usize) -> Result<Value> {
             ("application/pdf".to_string(), data.to_string())
         }
         None => {
-            return Err(
-                GatewayError::invalid_request("file_data must be a base64 data URL")
-                    .with_param(param),
-            );
+            return Err(GatewayError::invalid_request("file_data must be a base64 data URL").with_param(param));
         }
     };
     Ok(json!({"inlineData": {"mimeType": mime, "data": b64}}))
@@ -540,13 +497,10 @@ fn model_parts(m: &Value, i: usize, gemini3: bool) -> Result<Vec<Value>> {
     if let Some(calls) = m["tool_calls"].as_array() {
         for (j, c) in calls.iter().enumerate() {
             let f = &c["function"];
-            let name = f["name"]
-                .as_str()
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| {
-                    GatewayError::invalid_request("tool call function name is required")
-                        .with_param(format!("messages[{i}].tool_calls[{j}].function.name"))
-                })?;
+            let name = f["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
+                GatewayError::invalid_request("tool call function name is required")
+                    .with_param(format!("messages[{i}].tool_calls[{j}].function.name"))
+            })?;
             let args = parse_arguments(&f["arguments"], i, j)?;
             let mut call = Map::new();
             call.insert("name".into(), json!(encode_name(name)));
@@ -585,16 +539,12 @@ fn parse_arguments(args: &Value, i: usize, j: usize) -> Result<Value> {
         Value::Null => return Ok(json!({})),
         Value::String(s) if s.trim().is_empty() => return Ok(json!({})),
         Value::String(s) => serde_json::from_str::<Value>(s).map_err(|e| {
-            GatewayError::invalid_request(format!("Tool call arguments are not valid JSON: {e}"))
-                .with_param(param())
+            GatewayError::invalid_request(format!("Tool call arguments are not valid JSON: {e}")).with_param(param())
         })?,
         other => other.clone(),
     };
     if !parsed.is_object() {
-        return Err(
-            GatewayError::invalid_request("Tool call arguments must be a JSON object")
-                .with_param(param()),
-        );
+        return Err(GatewayError::invalid_request("Tool call arguments must be a JSON object").with_param(param()));
     }
     Ok(parsed)
 }
@@ -630,10 +580,8 @@ fn function_response(list: &[Value], i: usize) -> Result<((usize, usize), Value)
                 match p["type"].as_str() {
                     Some("text") => t.push_str(p["text"].as_str().unwrap_or_default()),
                     _ => {
-                        return Err(GatewayError::invalid_request(
-                            "tool message content must be text",
-                        )
-                        .with_param(format!("messages[{i}].content[{k}]")))
+                        return Err(GatewayError::invalid_request("tool message content must be text")
+                            .with_param(format!("messages[{i}].content[{k}]")))
                     }
                 }
             }
@@ -669,8 +617,7 @@ fn build_embeddings(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
             "dimensions" => dims = Some(v.clone()),
             "task_type" | "taskType" => {
                 let t = v.as_str().ok_or_else(|| {
-                    GatewayError::invalid_request("task_type must be a string")
-                        .with_param(k.as_str())
+                    GatewayError::invalid_request("task_type must be a string").with_param(k.as_str())
                 })?;
                 task_type = Some(t.to_ascii_uppercase());
             }
@@ -701,10 +648,7 @@ fn build_embeddings(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
         Value::Object(r)
     };
     let (path, body) = if single {
-        (
-            format!("/v1beta/{model}:embedContent"),
-            request(&inputs[0], false),
-        )
+        (format!("/v1beta/{model}:embedContent"), request(&inputs[0], false))
     } else {
         let requests: Vec<Value> = inputs.iter().map(|t| request(t, true)).collect();
         (
@@ -726,9 +670,8 @@ fn build_embeddings(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
 // ---------------------------------------------------------------------------------------------
 
 pub fn translate_response(body: &[u8], ctx: &Ctx) -> Result<Translated> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        GatewayError::bad_upstream(format!("{} returned invalid JSON: {e}", ctx.provider))
-    })?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::bad_upstream(format!("{} returned invalid JSON: {e}", ctx.provider)))?;
     if let Some(err) = error_object(&v) {
         return Err(error_from_google(0, err, body));
     }
@@ -758,10 +701,8 @@ fn translate_chat(v: &Value, ctx: &Ctx) -> Result<Translated> {
             }
         }
         None if v["promptFeedback"]["blockReason"].is_string() => {
-            choices.push(
-                json!({"index": 0, "message": {"role": "assistant", "content": null},
-                                "logprobs": null, "finish_reason": "content_filter"}),
-            );
+            choices.push(json!({"index": 0, "message": {"role": "assistant", "content": null},
+                                "logprobs": null, "finish_reason": "content_filter"}));
         }
         None => {
             return Err(GatewayError::bad_upstream(format!(
@@ -812,10 +753,7 @@ fn candidate_choice(c: &Value, pos: usize, seed: u64, tool_seq: &mut u64) -> Val
         message["tool_calls"] = Value::Array(calls);
     }
     let index = c["index"].as_u64().unwrap_or(pos as u64);
-    let logprobs = c
-        .get("logprobsResult")
-        .map(logprobs_of)
-        .unwrap_or(Value::Null);
+    let logprobs = c.get("logprobsResult").map(logprobs_of).unwrap_or(Value::Null);
     json!({"index": index, "message": message, "logprobs": logprobs, "finish_reason": reason})
 }
 
@@ -866,9 +804,7 @@ fn usage_of(meta: &Value) -> (Value, Usage) {
     let n = |k: &str| meta[k].as_u64().unwrap_or(0);
     let prompt = n("promptTokenCount") + n("toolUsePromptTokenCount");
     let completion = n("candidatesTokenCount") + n("thoughtsTokenCount");
-    let total = meta["totalTokenCount"]
-        .as_u64()
-        .unwrap_or(prompt + completion);
+    let total = meta["totalTokenCount"].as_u64().unwrap_or(prompt + completion);
     let usage = Usage {
         prompt_tokens: prompt,
         completion_tokens: completion,
@@ -930,12 +866,7 @@ fn translate_embeddings(v: &Value, ctx: &Ctx) -> Result<Translated> {
 // Errors (§3.9)
 // ---------------------------------------------------------------------------------------------
 
-pub fn translate_error(
-    status: u16,
-    _headers: &http::HeaderMap,
-    body: &[u8],
-    _now: u64,
-) -> GatewayError {
+pub fn translate_error(status: u16, _headers: &http::HeaderMap, body: &[u8], _now: u64) -> GatewayError {
     let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match error_object(&v) {
         Some(err) => error_from_google(status, err, body),
@@ -987,10 +918,7 @@ fn error_from_google(status: u16, err: &Value, body: &[u8]) -> GatewayError {
         Value::String(_) | Value::Null => plain_message(body, status, "gemini"),
         other => other.to_string(),
     };
-    let details: &[Value] = err["details"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let details: &[Value] = err["details"].as_array().map(Vec::as_slice).unwrap_or_default();
     fn of_type<'a>(details: &'a [Value], t: &'static str) -> impl Iterator<Item = &'a Value> {
         details
             .iter()
@@ -1010,10 +938,7 @@ fn error_from_google(status: u16, err: &Value, body: &[u8]) -> GatewayError {
     if status == 429 || rpc == "RESOURCE_EXHAUSTED" {
         let per_day = of_type(details, "QuotaFailure").any(|d| {
             d["violations"].as_array().into_iter().flatten().any(|q| {
-                let id = q["quotaId"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_ascii_lowercase();
+                let id = q["quotaId"].as_str().unwrap_or_default().to_ascii_lowercase();
                 id.contains("perday") || id.contains("per_day")
             })
         });
@@ -1027,9 +952,7 @@ fn error_from_google(status: u16, err: &Value, body: &[u8]) -> GatewayError {
     let mut e = GatewayError::from_upstream_status(status, message.clone()).with_retry_after(retry);
     if e.status == 400 {
         if message.contains("exceeds the maximum number of tokens") {
-            e = e
-                .with_code("context_length_exceeded")
-                .with_param("messages");
+            e = e.with_code("context_length_exceeded").with_param("messages");
         } else if rpc == "FAILED_PRECONDITION" {
             e = e.with_code("failed_precondition");
         }
@@ -1066,12 +989,7 @@ struct GeminiStream {
 pub fn stream_translator(ctx: &Ctx) -> Box<dyn StreamTranslator> {
     Box::new(GeminiStream {
         decoder: sse::Decoder::new(),
-        emitter: ChunkEmitter::new(
-            ctx.fallback_id,
-            ctx.created,
-            ctx.client_model,
-            ctx.include_usage,
-        ),
+        emitter: ChunkEmitter::new(ctx.fallback_id, ctx.created, ctx.client_model, ctx.include_usage),
         provider: ctx.provider.to_string(),
         id_seed: ctx.id_seed,
         next_tool: 0,
@@ -1090,19 +1008,13 @@ impl GeminiStream {
             return Ok(());
         }
         self.events += 1;
-        let v: Value = serde_json::from_str(data).map_err(|e| {
-            GatewayError::bad_upstream(format!(
-                "{} sent an invalid stream event: {e}",
-                self.provider
-            ))
-        })?;
+        let v: Value = serde_json::from_str(data)
+            .map_err(|e| GatewayError::bad_upstream(format!("{} sent an invalid stream event: {e}", self.provider)))?;
         if let Some(err) = error_object(&v) {
             return Err(error_from_google(0, err, data.as_bytes()));
         }
         match v {
-            Value::Array(items) => items
-                .iter()
-                .try_for_each(|item| self.on_response(item, out)),
+            Value::Array(items) => items.iter().try_for_each(|item| self.on_response(item, out)),
             item => self.on_response(&item, out),
         }
     }
@@ -1127,10 +1039,7 @@ impl GeminiStream {
             return Ok(());
         };
         // n > 1 is refused for streams, so only the first candidate exists.
-        for c in cands
-            .iter()
-            .filter(|c| c["index"].as_u64().unwrap_or(0) == 0)
-        {
+        for c in cands.iter().filter(|c| c["index"].as_u64().unwrap_or(0) == 0) {
             for part in c["content"]["parts"].as_array().into_iter().flatten() {
                 if let Some(t) = part["text"].as_str() {
                     if part["thought"].as_bool() != Some(true) {
@@ -1141,8 +1050,7 @@ impl GeminiStream {
                 }
             }
             if let Some(reason) = c["finishReason"].as_str() {
-                self.emitter
-                    .finish(map_finish(Some(reason), self.saw_call), out);
+                self.emitter.finish(map_finish(Some(reason), self.saw_call), out);
             }
         }
         Ok(())
@@ -1227,22 +1135,19 @@ pub fn models_path() -> &'static str {
 
 /// Model ids usable for chat or embeddings, without the `models/` prefix.
 pub fn parse_models(body: &[u8]) -> Result<Vec<String>> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        GatewayError::bad_upstream(format!("gemini returned an invalid model list: {e}"))
-    })?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::bad_upstream(format!("gemini returned an invalid model list: {e}")))?;
     let models = v["models"]
         .as_array()
         .ok_or_else(|| GatewayError::bad_upstream("gemini returned a model list without models"))?;
     Ok(models
         .iter()
         .filter(|m| {
-            m["supportedGenerationMethods"]
-                .as_array()
-                .is_some_and(|methods| {
-                    methods
-                        .iter()
-                        .any(|x| matches!(x.as_str(), Some("generateContent" | "embedContent")))
-                })
+            m["supportedGenerationMethods"].as_array().is_some_and(|methods| {
+                methods
+                    .iter()
+                    .any(|x| matches!(x.as_str(), Some("generateContent" | "embedContent")))
+            })
         })
         .filter_map(|m| m["name"].as_str())
         .map(|n| n.strip_prefix("models/").unwrap_or(n).to_string())
@@ -1265,10 +1170,7 @@ pub(super) struct Fields(pub(super) Vec<(String, Value)>);
 impl Fields {
     /// A member that is present and not null.
     pub(super) fn get(&self, key: &str) -> Option<&Value> {
-        self.0
-            .iter()
-            .find(|(k, v)| k == key && !v.is_null())
-            .map(|(_, v)| v)
+        self.0.iter().find(|(k, v)| k == key && !v.is_null()).map(|(_, v)| v)
     }
 }
 
@@ -1280,10 +1182,7 @@ impl<'de> Deserialize<'de> for Fields {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<M: MapAccess<'de>>(
-                self,
-                mut m: M,
-            ) -> std::result::Result<Fields, M::Error> {
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> std::result::Result<Fields, M::Error> {
                 let mut v = Vec::with_capacity(m.size_hint().unwrap_or(8));
                 while let Some(entry) = m.next_entry::<String, Value>()? {
                     v.push(entry);
@@ -1296,9 +1195,8 @@ impl<'de> Deserialize<'de> for Fields {
 }
 
 pub(super) fn parse_fields(body: &[u8]) -> Result<Fields> {
-    serde_json::from_slice(body).map_err(|e| {
-        GatewayError::invalid_request(format!("Request body is not a JSON object: {e}"))
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| GatewayError::invalid_request(format!("Request body is not a JSON object: {e}")))
 }
 
 pub(super) fn to_bytes(v: &Value) -> Result<Bytes> {
@@ -1308,10 +1206,7 @@ pub(super) fn to_bytes(v: &Value) -> Result<Bytes> {
 }
 
 pub(super) fn unsupported(param: &str, provider: &str) -> GatewayError {
-    GatewayError::unsupported_param(
-        param,
-        format!("{param} is not supported by provider {provider}"),
-    )
+    GatewayError::unsupported_param(param, format!("{param} is not supported by provider {provider}"))
 }
 
 pub(super) fn reject_logit_bias(v: &Value, provider: &str) -> Result<()> {
@@ -1330,12 +1225,7 @@ pub(super) fn reject_audio_modalities(v: &Value, provider: &str) -> Result<()> {
 }
 
 /// A clamp: reported as adjusted, or refused in strict mode.
-pub(super) fn adjust_or_reject(
-    notes: &mut Notes,
-    strict: bool,
-    param: &str,
-    provider: &str,
-) -> Result<()> {
+pub(super) fn adjust_or_reject(notes: &mut Notes, strict: bool, param: &str, provider: &str) -> Result<()> {
     if strict {
         return Err(GatewayError::unsupported_param(
             param,
@@ -1348,29 +1238,17 @@ pub(super) fn adjust_or_reject(
 
 /// `stop` as a list: a string becomes one entry; empty entries and entries beyond `max` are
 /// removed (reported as adjusted).
-pub(super) fn stop_list(
-    v: &Value,
-    max: usize,
-    notes: &mut Notes,
-    strict: bool,
-    provider: &str,
-) -> Result<Vec<String>> {
+pub(super) fn stop_list(v: &Value, max: usize, notes: &mut Notes, strict: bool, provider: &str) -> Result<Vec<String>> {
     let all: Vec<&str> = match v {
         Value::String(s) => vec![s.as_str()],
         Value::Array(items) => items
             .iter()
             .map(|s| {
-                s.as_str().ok_or_else(|| {
-                    GatewayError::invalid_request("stop entries must be strings").with_param("stop")
-                })
+                s.as_str()
+                    .ok_or_else(|| GatewayError::invalid_request("stop entries must be strings").with_param("stop"))
             })
             .collect::<Result<_>>()?,
-        _ => {
-            return Err(
-                GatewayError::invalid_request("stop must be a string or an array")
-                    .with_param("stop"),
-            )
-        }
+        _ => return Err(GatewayError::invalid_request("stop must be a string or an array").with_param("stop")),
     };
     let kept: Vec<String> = all
         .iter()
@@ -1405,19 +1283,15 @@ pub(super) fn empty_message(i: usize) -> GatewayError {
 pub(super) fn instruction_texts(content: &Value, i: usize) -> Result<Vec<String>> {
     match content {
         Value::Null => Ok(Vec::new()),
-        Value::String(s) => Ok(if s.is_empty() {
-            Vec::new()
-        } else {
-            vec![s.clone()]
-        }),
+        Value::String(s) => Ok(if s.is_empty() { Vec::new() } else { vec![s.clone()] }),
         Value::Array(parts) => {
             let mut out = Vec::new();
             for (j, p) in parts.iter().enumerate() {
                 if p["type"] != "text" {
-                    return Err(GatewayError::invalid_request(
-                        "system and developer messages may contain only text",
-                    )
-                    .with_param(format!("messages[{i}].content[{j}]")));
+                    return Err(
+                        GatewayError::invalid_request("system and developer messages may contain only text")
+                            .with_param(format!("messages[{i}].content[{j}]")),
+                    );
                 }
                 if let Some(t) = p["text"].as_str().filter(|t| !t.is_empty()) {
                     out.push(t.to_string());
@@ -1441,10 +1315,10 @@ pub(super) fn assistant_text(content: &Value, i: usize) -> Result<String> {
                     Some("text") => out.push_str(p["text"].as_str().unwrap_or_default()),
                     Some("refusal") => out.push_str(p["refusal"].as_str().unwrap_or_default()),
                     _ => {
-                        return Err(GatewayError::invalid_request(
-                            "assistant messages may contain only text",
+                        return Err(
+                            GatewayError::invalid_request("assistant messages may contain only text")
+                                .with_param(format!("messages[{i}].content[{j}]")),
                         )
-                        .with_param(format!("messages[{i}].content[{j}]")))
                     }
                 }
             }
@@ -1469,8 +1343,7 @@ pub(super) enum ToolChoice {
 }
 
 pub(super) fn parse_tool_choice(v: &Value) -> Result<ToolChoice> {
-    let bad =
-        || GatewayError::invalid_request("Unsupported tool_choice value").with_param("tool_choice");
+    let bad = || GatewayError::invalid_request("Unsupported tool_choice value").with_param("tool_choice");
     match v {
         Value::String(s) => match s.as_str() {
             "auto" => Ok(ToolChoice::Auto),
@@ -1503,16 +1376,11 @@ pub(super) fn parse_tool_choice(v: &Value) -> Result<ToolChoice> {
 }
 
 /// Embeddings `input` as strings; `single` when the client sent one bare string.
-pub(super) fn embedding_inputs(
-    input: Option<&Value>,
-    provider: &str,
-) -> Result<(Vec<String>, bool)> {
+pub(super) fn embedding_inputs(input: Option<&Value>, provider: &str) -> Result<(Vec<String>, bool)> {
     let tokens = || {
-        GatewayError::invalid_request(format!(
-            "Token-array inputs are not supported by provider {provider}"
-        ))
-        .with_param("input")
-        .with_code("unsupported_parameter")
+        GatewayError::invalid_request(format!("Token-array inputs are not supported by provider {provider}"))
+            .with_param("input")
+            .with_code("unsupported_parameter")
     };
     match input {
         Some(Value::String(s)) => Ok((vec![s.clone()], true)),
@@ -1522,30 +1390,18 @@ pub(super) fn embedding_inputs(
                 .map(|x| match x {
                     Value::String(s) => Ok(s.clone()),
                     Value::Number(_) | Value::Array(_) => Err(tokens()),
-                    _ => Err(
-                        GatewayError::invalid_request("input entries must be strings")
-                            .with_param("input"),
-                    ),
+                    _ => Err(GatewayError::invalid_request("input entries must be strings").with_param("input")),
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok((texts, false))
         }
-        Some(Value::Array(_)) => {
-            Err(GatewayError::invalid_request("input must not be empty").with_param("input"))
-        }
-        _ => Err(
-            GatewayError::invalid_request("input must be a string or an array of strings")
-                .with_param("input"),
-        ),
+        Some(Value::Array(_)) => Err(GatewayError::invalid_request("input must not be empty").with_param("input")),
+        _ => Err(GatewayError::invalid_request("input must be a string or an array of strings").with_param("input")),
     }
 }
 
 /// The OpenAI embeddings list, in input order, floats or base64 (little-endian f32).
-pub(super) fn embeddings_response(
-    vectors: &[&Vec<Value>],
-    ctx: &Ctx,
-    tokens: Option<u64>,
-) -> Result<Translated> {
+pub(super) fn embeddings_response(vectors: &[&Vec<Value>], ctx: &Ctx, tokens: Option<u64>) -> Result<Translated> {
     let data: Vec<Value> = vectors
         .iter()
         .enumerate()
@@ -1602,11 +1458,7 @@ pub(super) mod tests {
     use super::*;
     use crate::providers::Options;
 
-    pub(crate) fn ctx<'a>(
-        model: &'a str,
-        opts: &'a Options,
-        images: &'a HashMap<String, (String, String)>,
-    ) -> Ctx<'a> {
+    pub(crate) fn ctx<'a>(model: &'a str, opts: &'a Options, images: &'a HashMap<String, (String, String)>) -> Ctx<'a> {
         Ctx {
             provider: "gemini",
             kind: super::super::Kind::Gemini,
@@ -1693,19 +1545,13 @@ pub(super) mod tests {
         let e = build_request(input, &ctx("gemini-2.5-flash", &o, &none)).unwrap_err();
         assert_eq!(e.status, 400);
         assert_eq!(e.kind, "invalid_request_error");
-        assert_eq!(
-            e.param.as_deref(),
-            Some("messages[0].content[2].image_url.url")
-        );
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[2].image_url.url"));
         assert!(e.message.contains("remote image"), "{}", e.message);
 
         let svg = br#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":"data:image/svg+xml;base64,PHN2Zz4="}]}]}"#;
         let e = build_request(svg, &ctx("gemini-2.5-flash", &o, &none)).unwrap_err();
         assert_eq!(e.code.as_deref(), Some("unsupported_image_type"));
-        assert_eq!(
-            e.param.as_deref(),
-            Some("messages[0].content[0].image_url.url")
-        );
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0].image_url.url"));
     }
 
     #[test]
@@ -1742,28 +1588,18 @@ pub(super) mod tests {
         let (o, im) = (Options::default(), HashMap::new());
         let mut c = ctx("gemini-2.5-flash", &o, &im);
         c.stream = true;
-        let r = build_request(br#"{"messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#, &c).unwrap();
-        assert_eq!(
-            r.path,
-            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
-        );
-        assert_eq!(
-            body(&r),
-            j(r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#)
-        );
-        assert_eq!(r.notes, Notes::default());
-        let e = build_request(
-            br#"{"messages":[{"role":"user","content":"hi"}],"n":2}"#,
-            &c,
-        )
-        .unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("n"));
-        let c = ctx("gemini-2.5-flash", &o, &im);
         let r = build_request(
-            br#"{"messages":[{"role":"user","content":"hi"}],"n":2}"#,
+            br#"{"messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#,
             &c,
         )
         .unwrap();
+        assert_eq!(r.path, "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse");
+        assert_eq!(body(&r), j(r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#));
+        assert_eq!(r.notes, Notes::default());
+        let e = build_request(br#"{"messages":[{"role":"user","content":"hi"}],"n":2}"#, &c).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("n"));
+        let c = ctx("gemini-2.5-flash", &o, &im);
+        let r = build_request(br#"{"messages":[{"role":"user","content":"hi"}],"n":2}"#, &c).unwrap();
         assert_eq!(body(&r)["generationConfig"]["candidateCount"], 2);
         let e = build_request(
             br#"{"messages":[{"role":"user","content":"hi"}],"logit_bias":{"1":5}}"#,
@@ -1771,7 +1607,11 @@ pub(super) mod tests {
         )
         .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("logit_bias"));
-        let r = build_request(br#"{"messages":[{"role":"user","content":"hi"}],"logit_bias":{},"stop":["a","","b","c","d","e","f"]}"#, &c).unwrap();
+        let r = build_request(
+            br#"{"messages":[{"role":"user","content":"hi"}],"logit_bias":{},"stop":["a","","b","c","d","e","f"]}"#,
+            &c,
+        )
+        .unwrap();
         assert_eq!(
             body(&r)["generationConfig"]["stopSequences"],
             j(r#"["a","b","c","d","e"]"#)
@@ -1817,16 +1657,11 @@ pub(super) mod tests {
 
         // Gemini 3 needs a signature on the first replayed call of a turn.
         let r = build_request(input, &ctx("gemini-3-pro-preview", &o, &im)).unwrap();
-        assert_eq!(
-            body(&r)["contents"][1]["parts"][0]["thoughtSignature"],
-            SKIP_SIGNATURE
-        );
-        assert_eq!(
-            body(&r)["contents"][1]["parts"][1]["thoughtSignature"],
-            "c2ln"
-        );
+        assert_eq!(body(&r)["contents"][1]["parts"][0]["thoughtSignature"], SKIP_SIGNATURE);
+        assert_eq!(body(&r)["contents"][1]["parts"][1]["thoughtSignature"], "c2ln");
 
-        let orphan = br#"{"messages":[{"role":"user","content":"x"},{"role":"tool","tool_call_id":"nope","content":"1"}]}"#;
+        let orphan =
+            br#"{"messages":[{"role":"user","content":"x"},{"role":"tool","tool_call_id":"nope","content":"1"}]}"#;
         let e = build_request(orphan, &ctx("gemini-2.5-flash", &o, &im)).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[1].tool_call_id"));
         let only_system = br#"{"messages":[{"role":"system","content":"x"}]}"#;
@@ -1834,21 +1669,17 @@ pub(super) mod tests {
         assert_eq!(e.param.as_deref(), Some("messages"));
         let bad_args = br#"{"messages":[{"role":"assistant","tool_calls":[{"id":"a","function":{"name":"f","arguments":"[1]"}}]}]}"#;
         let e = build_request(bad_args, &ctx("gemini-2.5-flash", &o, &im)).unwrap_err();
-        assert_eq!(
-            e.param.as_deref(),
-            Some("messages[0].tool_calls[0].function.arguments")
-        );
+        assert_eq!(e.param.as_deref(), Some("messages[0].tool_calls[0].function.arguments"));
     }
 
     #[test]
     fn tool_choice_variants() {
         let (o, im) = (Options::default(), HashMap::new());
         let c = ctx("gemini-2.5-flash", &o, &im);
-        let tools = r#""tools":[{"type":"function","function":{"name":"a"}},{"type":"function","function":{"name":"b"}}]"#;
+        let tools =
+            r#""tools":[{"type":"function","function":{"name":"a"}},{"type":"function","function":{"name":"b"}}]"#;
         let cfg = |choice: &str| {
-            let input = format!(
-                r#"{{"messages":[{{"role":"user","content":"x"}}],{tools},"tool_choice":{choice}}}"#
-            );
+            let input = format!(r#"{{"messages":[{{"role":"user","content":"x"}}],{tools},"tool_choice":{choice}}}"#);
             body(&build_request(input.as_bytes(), &c).unwrap())
         };
         assert_eq!(
@@ -1866,14 +1697,8 @@ pub(super) mod tests {
         let allowed = cfg(
             r#"{"type":"allowed_tools","allowed_tools":{"mode":"auto","tools":[{"type":"function","function":{"name":"b"}}]}}"#,
         );
-        assert_eq!(
-            allowed["tools"],
-            j(r#"[{"functionDeclarations":[{"name":"b"}]}]"#)
-        );
-        assert_eq!(
-            allowed["toolConfig"],
-            j(r#"{"functionCallingConfig":{"mode":"AUTO"}}"#)
-        );
+        assert_eq!(allowed["tools"], j(r#"[{"functionDeclarations":[{"name":"b"}]}]"#));
+        assert_eq!(allowed["toolConfig"], j(r#"{"functionCallingConfig":{"mode":"AUTO"}}"#));
     }
 
     fn respond(upstream: &str) -> Value {
@@ -2199,10 +2024,7 @@ pub(super) mod tests {
     #[test]
     fn stream_failures() {
         let (_, r) = run(TRUNCATED.as_bytes(), false, &[usize::MAX]);
-        assert_eq!(
-            r.unwrap_err().code.as_deref(),
-            Some("upstream_stream_truncated")
-        );
+        assert_eq!(r.unwrap_err().code.as_deref(), Some("upstream_stream_truncated"));
         let (out, r) = run(b"", false, &[usize::MAX]);
         assert!(out.is_empty());
         assert_eq!(r.unwrap_err().status, 502);
@@ -2260,12 +2082,14 @@ pub(super) mod tests {
     #[test]
     fn error_table() {
         let h = http::HeaderMap::new();
-        let e = translate_error(429, &h, br#"{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED",
-            "details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}]}}"#, 0);
-        assert_eq!(
-            (e.status, e.kind, e.retry_after),
-            (429, "rate_limit_error", Some(37))
+        let e = translate_error(
+            429,
+            &h,
+            br#"{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED",
+            "details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"37s"}]}}"#,
+            0,
         );
+        assert_eq!((e.status, e.kind, e.retry_after), (429, "rate_limit_error", Some(37)));
         assert!(e.retryable);
         let e = translate_error(429, &h, br#"[{"error":{"code":429,"message":"You exceeded your current quota","status":"RESOURCE_EXHAUSTED",
             "details":[{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier"}]},
@@ -2274,21 +2098,20 @@ pub(super) mod tests {
         assert!(!e.retryable);
         let e = translate_error(400, &h, br#"{"error":{"code":400,"message":"The input token count (2000000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#, 0);
         assert_eq!(e.code.as_deref(), Some("context_length_exceeded"));
-        let e = translate_error(400, &h, br#"{"error":{"code":400,"message":"User location is not supported","status":"FAILED_PRECONDITION"}}"#, 0);
-        assert_eq!(
-            (e.status, e.code.as_deref()),
-            (400, Some("failed_precondition"))
+        let e = translate_error(
+            400,
+            &h,
+            br#"{"error":{"code":400,"message":"User location is not supported","status":"FAILED_PRECONDITION"}}"#,
+            0,
         );
+        assert_eq!((e.status, e.code.as_deref()), (400, Some("failed_precondition")));
         let e = translate_error(
             404,
             &h,
             br#"{"error":{"code":404,"message":"models/nope is not found","status":"NOT_FOUND"}}"#,
             0,
         );
-        assert_eq!(
-            (e.status, e.code.as_deref()),
-            (404, Some("model_not_found"))
-        );
+        assert_eq!((e.status, e.code.as_deref()), (404, Some("model_not_found")));
         let e = translate_error(
             403,
             &h,
@@ -2307,10 +2130,7 @@ pub(super) mod tests {
         assert_eq!((e.status, e.code.as_deref()), (503, Some("overloaded")));
         assert_eq!(e.message, "gemini returned HTTP 503");
         let e = translate_error(500, &h, b"upstream connect error", 0);
-        assert_eq!(
-            (e.status, e.message.as_str()),
-            (500, "upstream connect error")
-        );
+        assert_eq!((e.status, e.message.as_str()), (500, "upstream connect error"));
     }
 
     // --- embeddings ------------------------------------------------------------------------
@@ -2327,10 +2147,7 @@ pub(super) mod tests {
         let (o, im) = (Options::default(), HashMap::new());
         let c = embed_ctx(&o, &im);
         let r = build_request(br#"{"model":"x","input":["hello","world"],"dimensions":768,"task_type":"retrieval_query","encoding_format":"base64","user":"u"}"#, &c).unwrap();
-        assert_eq!(
-            r.path,
-            "/v1beta/models/gemini-embedding-001:batchEmbedContents"
-        );
+        assert_eq!(r.path, "/v1beta/models/gemini-embedding-001:batchEmbedContents");
         assert_eq!(
             body(&r),
             j(r#"{"requests":[
@@ -2352,11 +2169,7 @@ pub(super) mod tests {
     fn embeddings_responses() {
         let (o, im) = (Options::default(), HashMap::new());
         let mut c = embed_ctx(&o, &im);
-        let t = translate_response(
-            br#"{"embeddings":[{"values":[0.5,-0.25]},{"values":[1.0,2.0]}]}"#,
-            &c,
-        )
-        .unwrap();
+        let t = translate_response(br#"{"embeddings":[{"values":[0.5,-0.25]},{"values":[1.0,2.0]}]}"#, &c).unwrap();
         let expected = j(r#"{"object":"list","data":[
   {"object":"embedding","index":0,"embedding":[0.5,-0.25]},
   {"object":"embedding","index":1,"embedding":[1.0,2.0]}],
@@ -2393,21 +2206,9 @@ pub(super) mod tests {
 
     #[test]
     fn function_names_escape_both_ways() {
-        for name in [
-            "get_weather",
-            "1time",
-            "-x",
-            "_1time",
-            "__9",
-            "_",
-            "a1",
-            "_a",
-        ] {
+        for name in ["get_weather", "1time", "-x", "_1time", "__9", "_", "a1", "_a"] {
             let enc = encode_name(name);
-            assert!(
-                enc.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'),
-                "{enc}"
-            );
+            assert!(enc.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'), "{enc}");
             assert_eq!(decode_name(&enc), name);
         }
         assert_eq!(encode_name("get_weather"), "get_weather");

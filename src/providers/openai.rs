@@ -249,8 +249,10 @@ fn rewrite_messages(kind: Kind, mut msgs: Value, ctx: &Ctx) -> Result<Value> {
     };
     for (i, m) in list.iter_mut().enumerate() {
         let Some(obj) = m.as_object_mut() else {
-            return Err(GatewayError::invalid_request(format!("messages[{i}] must be an object"))
-                .with_param(format!("messages[{i}]")));
+            return Err(
+                GatewayError::invalid_request(format!("messages[{i}] must be an object"))
+                    .with_param(format!("messages[{i}]")),
+            );
         };
         if obj.get("role").and_then(Value::as_str) == Some("developer") {
             obj.insert("role".into(), json!("system"));
@@ -336,10 +338,19 @@ pub fn translate_response(body: &[u8], ctx: &Ctx) -> Result<Translated> {
     let mut v: Value = serde_json::from_slice(body)
         .map_err(|e| GatewayError::bad_upstream(format!("{} returned invalid JSON: {e}", ctx.provider)))?;
     if !v.is_object() {
-        return Err(GatewayError::bad_upstream(format!("{} returned a non-object body", ctx.provider)));
+        return Err(GatewayError::bad_upstream(format!(
+            "{} returned a non-object body",
+            ctx.provider
+        )));
     }
     if v.get("error").is_some_and(|e| !e.is_null()) {
-        return Err(translate_error(ctx.kind, 502, &http::HeaderMap::new(), body, ctx.created));
+        return Err(translate_error(
+            ctx.kind,
+            502,
+            &http::HeaderMap::new(),
+            body,
+            ctx.created,
+        ));
     }
     let upstream_model = v["model"].as_str().map(str::to_string);
     v["model"] = json!(ctx.client_model);
@@ -573,9 +584,19 @@ impl CompatStream {
             GatewayError::bad_upstream(format!("{} sent an invalid stream event: {e}", self.kind.as_str()))
         })?;
         if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
-            let status = err["code"].as_u64().and_then(|c| u16::try_from(c).ok()).filter(|c| *c >= 400).unwrap_or(502);
+            let status = err["code"]
+                .as_u64()
+                .and_then(|c| u16::try_from(c).ok())
+                .filter(|c| *c >= 400)
+                .unwrap_or(502);
             let body = json!({"error": err}).to_string();
-            return Err(translate_error(self.kind, status, &http::HeaderMap::new(), body.as_bytes(), 0));
+            return Err(translate_error(
+                self.kind,
+                status,
+                &http::HeaderMap::new(),
+                body.as_bytes(),
+                0,
+            ));
         }
         if self.upstream_model.is_none() {
             self.upstream_model = v["model"].as_str().map(str::to_string);
@@ -618,7 +639,9 @@ impl CompatStream {
                     let args = call["function"]["arguments"].as_str().unwrap_or_default();
                     if first {
                         let name = call["function"]["name"].as_str().unwrap_or_default();
-                        let id = id.map(str::to_string).unwrap_or_else(|| util::gen_id("call_", down as u64));
+                        let id = id
+                            .map(str::to_string)
+                            .unwrap_or_else(|| util::gen_id("call_", down as u64));
                         self.emitter.tool_call_start(down, &id, name, args, out);
                     } else {
                         self.emitter.tool_call_args(down, args, out);
@@ -651,7 +674,9 @@ impl CompatStream {
         if choices.iter().any(|c| c["finish_reason"].is_string()) {
             self.finished = true;
         }
-        let obj = v.as_object_mut().ok_or_else(|| GatewayError::bad_upstream("chunk is not an object"))?;
+        let obj = v
+            .as_object_mut()
+            .ok_or_else(|| GatewayError::bad_upstream("chunk is not an object"))?;
         obj.insert("model".into(), json!(self.client_model));
         obj.insert("created".into(), json!(self.emitter.created));
         obj.remove("usage");
@@ -735,7 +760,12 @@ mod tests {
     use super::*;
     use crate::providers::Options;
 
-    fn ctx<'a>(kind: Kind, model: &'a str, opts: &'a Options, images: &'a HashMap<String, (String, String)>) -> Ctx<'a> {
+    fn ctx<'a>(
+        kind: Kind,
+        model: &'a str,
+        opts: &'a Options,
+        images: &'a HashMap<String, (String, String)>,
+    ) -> Ctx<'a> {
         Ctx {
             provider: kind.as_str(),
             kind,
@@ -795,11 +825,17 @@ mod tests {
    {"type":"image_url","image_url":{"url":"https://example.com/cat.jpg"}}]}]}"#;
         let o = Options::default();
         let mut im = HashMap::new();
-        im.insert("https://example.com/cat.jpg".to_string(), ("image/jpeg".to_string(), "/9j/4A==".to_string()));
+        im.insert(
+            "https://example.com/cat.jpg".to_string(),
+            ("image/jpeg".to_string(), "/9j/4A==".to_string()),
+        );
         let r = build_request(input, &ctx(Kind::Ollama, "llama3.2-vision", &o, &im)).unwrap();
-        let expected: Value = serde_json::from_str(r#"{"model":"llama3.2-vision","max_tokens":128,
+        let expected: Value = serde_json::from_str(
+            r#"{"model":"llama3.2-vision","max_tokens":128,
  "messages":[{"role":"user","content":[{"type":"text","text":"What is this?"},
-   {"type":"image_url","image_url":{"url":"data:image/jpeg;base64,/9j/4A=="}}]}]}"#).unwrap();
+   {"type":"image_url","image_url":{"url":"data:image/jpeg;base64,/9j/4A=="}}]}]}"#,
+        )
+        .unwrap();
         assert_eq!(body_json(&r), expected);
         assert_eq!(r.notes, Notes::default());
         // Without the fetched image the request is refused, not sent with a URL Ollama rejects.
@@ -815,9 +851,12 @@ mod tests {
  "messages":[{"role":"user","content":"Return a JSON object with a greeting."}]}"#;
         let (o, im) = (Options::default(), HashMap::new());
         let r = build_request(input, &ctx(Kind::Lmstudio, "qwen2.5-7b-instruct", &o, &im)).unwrap();
-        let expected: Value = serde_json::from_str(r#"{"model":"qwen2.5-7b-instruct",
+        let expected: Value = serde_json::from_str(
+            r#"{"model":"qwen2.5-7b-instruct",
  "response_format":{"type":"json_schema","json_schema":{"name":"object","schema":{"type":"object"}}},
- "messages":[{"role":"user","content":"Return a JSON object with a greeting."}]}"#).unwrap();
+ "messages":[{"role":"user","content":"Return a JSON object with a greeting."}]}"#,
+        )
+        .unwrap();
         assert_eq!(body_json(&r), expected);
         assert_eq!(r.notes, Notes::default());
     }
@@ -839,7 +878,11 @@ mod tests {
     #[test]
     fn ollama_rejects_n() {
         let (o, im) = (Options::default(), HashMap::new());
-        let e = build_request(br#"{"model":"x","n":2,"messages":[]}"#, &ctx(Kind::Ollama, "x", &o, &im)).unwrap_err();
+        let e = build_request(
+            br#"{"model":"x","n":2,"messages":[]}"#,
+            &ctx(Kind::Ollama, "x", &o, &im),
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("n"));
         assert_eq!(e.code.as_deref(), Some("unsupported_parameter"));
     }
@@ -860,7 +903,11 @@ mod tests {
         let mut pos = 0;
         let mut i = 0;
         while pos < bytes.len() {
-            let n = pieces.get(i % pieces.len().max(1)).copied().unwrap_or(bytes.len()).max(1);
+            let n = pieces
+                .get(i % pieces.len().max(1))
+                .copied()
+                .unwrap_or(bytes.len())
+                .max(1);
             let end = (pos + n).min(bytes.len());
             t.feed(&bytes[pos..end], &mut out)?;
             pos = end;
@@ -900,17 +947,41 @@ mod tests {
         for include_usage in [true, false] {
             let u = include_usage.then_some(Value::Null);
             let mut expected = vec![
-                chunk("cmpl-m35", m, json!([{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]), u.clone()),
-                chunk("cmpl-m35", m, json!([{"index":0,"delta":{"tool_calls":[{"index":0,"id":"D681PevKs","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}}]},"logprobs":null,"finish_reason":null}]), u.clone()),
-                chunk("cmpl-m35", m, json!([{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]), u.clone()),
+                chunk(
+                    "cmpl-m35",
+                    m,
+                    json!([{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]),
+                    u.clone(),
+                ),
+                chunk(
+                    "cmpl-m35",
+                    m,
+                    json!([{"index":0,"delta":{"tool_calls":[{"index":0,"id":"D681PevKs","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}}]},"logprobs":null,"finish_reason":null}]),
+                    u.clone(),
+                ),
+                chunk(
+                    "cmpl-m35",
+                    m,
+                    json!([{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]),
+                    u.clone(),
+                ),
             ];
             if include_usage {
-                expected.push(chunk("cmpl-m35", m, json!([]), Some(json!({"prompt_tokens":90,"completion_tokens":22,"total_tokens":112}))));
+                expected.push(chunk(
+                    "cmpl-m35",
+                    m,
+                    json!([]),
+                    Some(json!({"prompt_tokens":90,"completion_tokens":22,"total_tokens":112})),
+                ));
             }
             expected.push(json!("DONE"));
             for pieces in [&[usize::MAX][..], &[1], &[3, 17, 5]] {
                 let out = run_stream(Kind::Mistral, include_usage, CASE_35, pieces).unwrap();
-                assert_eq!(events(&out), expected, "include_usage={include_usage} pieces={pieces:?}");
+                assert_eq!(
+                    events(&out),
+                    expected,
+                    "include_usage={include_usage} pieces={pieces:?}"
+                );
             }
         }
     }
@@ -929,12 +1000,42 @@ mod tests {
         let input: String = up.iter().map(|d| format!("data: {d}\n\n")).collect();
         let m = "qwen3-8b";
         let expected = vec![
-            chunk("chatcmpl-v36", m, json!([{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]), None),
-            chunk("chatcmpl-v36", m, json!([{"index":0,"delta":{"tool_calls":[{"index":0,"id":"chatcmpl-tool-1","type":"function","function":{"name":"get_weather","arguments":""}}]},"logprobs":null,"finish_reason":null}]), None),
-            chunk("chatcmpl-v36", m, json!([{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\": \"Paris\"}"}}]},"logprobs":null,"finish_reason":null}]), None),
-            chunk("chatcmpl-v36", m, json!([{"index":0,"delta":{"tool_calls":[{"index":1,"id":"chatcmpl-tool-2","type":"function","function":{"name":"get_time","arguments":""}}]},"logprobs":null,"finish_reason":null}]), None),
-            chunk("chatcmpl-v36", m, json!([{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{}"}}]},"logprobs":null,"finish_reason":null}]), None),
-            chunk("chatcmpl-v36", m, json!([{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]), None),
+            chunk(
+                "chatcmpl-v36",
+                m,
+                json!([{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]),
+                None,
+            ),
+            chunk(
+                "chatcmpl-v36",
+                m,
+                json!([{"index":0,"delta":{"tool_calls":[{"index":0,"id":"chatcmpl-tool-1","type":"function","function":{"name":"get_weather","arguments":""}}]},"logprobs":null,"finish_reason":null}]),
+                None,
+            ),
+            chunk(
+                "chatcmpl-v36",
+                m,
+                json!([{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"city\": \"Paris\"}"}}]},"logprobs":null,"finish_reason":null}]),
+                None,
+            ),
+            chunk(
+                "chatcmpl-v36",
+                m,
+                json!([{"index":0,"delta":{"tool_calls":[{"index":1,"id":"chatcmpl-tool-2","type":"function","function":{"name":"get_time","arguments":""}}]},"logprobs":null,"finish_reason":null}]),
+                None,
+            ),
+            chunk(
+                "chatcmpl-v36",
+                m,
+                json!([{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":"{}"}}]},"logprobs":null,"finish_reason":null}]),
+                None,
+            ),
+            chunk(
+                "chatcmpl-v36",
+                m,
+                json!([{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]),
+                None,
+            ),
             json!("DONE"),
         ];
         for pieces in [&[usize::MAX][..], &[1], &[7, 2, 31]] {
@@ -965,15 +1066,33 @@ mod tests {
         let e = translate_error(Kind::Vllm, 400, &h, br#"{"object":"error","message":"This model's maximum context length is 8192 tokens","type":"BadRequestError","param":null,"code":400}"#, 0);
         assert_eq!(e.code.as_deref(), Some("context_length_exceeded"));
         // LM Studio's string error.
-        let e = translate_error(Kind::Lmstudio, 400, &h, br#"{"error":"'response_format.type' must be 'json_schema' or 'text'"}"#, 0);
+        let e = translate_error(
+            Kind::Lmstudio,
+            400,
+            &h,
+            br#"{"error":"'response_format.type' must be 'json_schema' or 'text'"}"#,
+            0,
+        );
         assert!(e.message.contains("json_schema"));
         assert_eq!(e.kind, "invalid_request_error");
         // Mistral 422 with a detail object as message.
-        let e = translate_error(Kind::Mistral, 422, &h, br#"{"object":"error","message":{"detail":[{"type":"extra_forbidden"}]},"type":"invalid_request_error"}"#, 0);
+        let e = translate_error(
+            Kind::Mistral,
+            422,
+            &h,
+            br#"{"object":"error","message":{"detail":[{"type":"extra_forbidden"}]},"type":"invalid_request_error"}"#,
+            0,
+        );
         assert_eq!(e.status, 400);
         assert!(e.message.contains("extra_forbidden"));
         // Ollama model not pulled.
-        let e = translate_error(Kind::Ollama, 404, &h, br#"{"error":{"message":"model 'x' not found","type":"api_error"}}"#, 0);
+        let e = translate_error(
+            Kind::Ollama,
+            404,
+            &h,
+            br#"{"error":{"message":"model 'x' not found","type":"api_error"}}"#,
+            0,
+        );
         assert_eq!(e.code.as_deref(), Some("model_not_found"));
         // HTML from a proxy in front of the server.
         let e = translate_error(Kind::Openai, 502, &h, b"<html>bad gateway</html>", 0);
@@ -991,7 +1110,9 @@ mod tests {
     fn base64_embeddings_are_le_f32() {
         let mut v = json!({"data":[{"embedding":[1.0, -2.5]}]});
         embeddings_to_base64(&mut v);
-        let b = base64::engine::general_purpose::STANDARD.decode(v["data"][0]["embedding"].as_str().unwrap()).unwrap();
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(v["data"][0]["embedding"].as_str().unwrap())
+            .unwrap();
         assert_eq!(&b[0..4], &1.0f32.to_le_bytes());
         assert_eq!(&b[4..8], &(-2.5f32).to_le_bytes());
     }

@@ -349,7 +349,10 @@ mod tests {
         h.insert("retry-after-ms", http::HeaderValue::from_static("1500"));
         assert_eq!(retry_after(&h, 0), Some(2));
         let mut h = http::HeaderMap::new();
-        h.insert("retry-after", http::HeaderValue::from_static("Thu, 01 Jan 2026 00:00:10 GMT"));
+        h.insert(
+            "retry-after",
+            http::HeaderValue::from_static("Thu, 01 Jan 2026 00:00:10 GMT"),
+        );
         assert_eq!(retry_after(&h, 1_767_225_600), Some(10));
     }
 

@@ -18,9 +18,9 @@ use serde_json::json;
 
 use crate::auth;
 use crate::error::GatewayError;
+use crate::health::Health;
 use crate::providers::Endpoint;
 use crate::router;
-use crate::health::Health;
 use crate::state::App;
 use crate::table::SharedTable;
 use crate::telemetry;
@@ -68,7 +68,9 @@ impl Gateway {
             return respond::json(session, ctx, h, Bytes::from_static(b"{\"status\":\"ok\"}")).await;
         }
         if endpoint.is_none() && ctx.endpoint != "models" {
-            let e = GatewayError::not_found(format!("Unknown path {path}. This gateway serves the OpenAI API under /v1/."));
+            let e = GatewayError::not_found(format!(
+                "Unknown path {path}. This gateway serves the OpenAI API under /v1/."
+            ));
             return respond::error(session, ctx, &e, None).await;
         }
         if table.auth_enabled {
@@ -93,7 +95,13 @@ impl Gateway {
         }
         let Some(endpoint) = endpoint else {
             if method != http::Method::GET {
-                return respond::error(session, ctx, &GatewayError::method_not_allowed("Use GET /v1/models."), None).await;
+                return respond::error(
+                    session,
+                    ctx,
+                    &GatewayError::method_not_allowed("Use GET /v1/models."),
+                    None,
+                )
+                .await;
             }
             let data: Vec<_> = router::list_models(&table, &self.app.discovered())
                 .into_iter()
@@ -175,14 +183,25 @@ impl ProxyHttp for Gateway {
         if let Err(e) = self.handle(session, ctx).await {
             // Only the client connection can fail here; there is nobody left to answer.
             ctx.status = ctx.status.max(499);
-            log::debug!("request_id={} client connection error: {}", ctx.request_id, e.etype().as_str());
+            log::debug!(
+                "request_id={} client connection error: {}",
+                ctx.request_id,
+                e.etype().as_str()
+            );
         }
         Ok(true)
     }
 
     /// Never reached: `request_filter` always answers.
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestCtx) -> pingora_error::Result<Box<HttpPeer>> {
-        Error::e_explain(ErrorType::InternalError, "prism answers every request in request_filter")
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> pingora_error::Result<Box<HttpPeer>> {
+        Error::e_explain(
+            ErrorType::InternalError,
+            "prism answers every request in request_filter",
+        )
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {

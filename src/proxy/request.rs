@@ -103,7 +103,11 @@ pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<Parsed> {
         )));
     }
     let peek: Peek = serde_json::from_slice(body).map_err(|e| {
-        let what = if e.is_data() { "is not a JSON object" } else { "is not valid JSON" };
+        let what = if e.is_data() {
+            "is not a JSON object"
+        } else {
+            "is not valid JSON"
+        };
         GatewayError::invalid_request(format!(
             "The request body {what} ({e}). Send a JSON object (Content-Type: application/json)."
         ))
@@ -136,12 +140,19 @@ pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<Parsed> {
     match endpoint {
         Endpoint::Chat => match first(peek.messages) {
             None => {
-                return Err(GatewayError::invalid_request("You must provide a messages parameter.").with_param("messages"))
+                return Err(
+                    GatewayError::invalid_request("You must provide a messages parameter.").with_param("messages")
+                )
             }
             Some(b'[') => {
-                if peek.messages.is_some_and(|m| m.get().trim_start_matches('[').trim_start().starts_with(']')) {
-                    return Err(GatewayError::invalid_request("messages must contain at least one message.")
-                        .with_param("messages"));
+                if peek
+                    .messages
+                    .is_some_and(|m| m.get().trim_start_matches('[').trim_start().starts_with(']'))
+                {
+                    return Err(
+                        GatewayError::invalid_request("messages must contain at least one message.")
+                            .with_param("messages"),
+                    );
                 }
             }
             Some(_) => return Err(type_error("messages", "an array")),
@@ -166,8 +177,10 @@ pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<Parsed> {
         Some(Value::String(s)) if s == "float" => false,
         Some(Value::String(s)) if s == "base64" => true,
         Some(_) => {
-            return Err(GatewayError::invalid_request("encoding_format must be 'float' or 'base64'.")
-                .with_param("encoding_format"))
+            return Err(
+                GatewayError::invalid_request("encoding_format must be 'float' or 'base64'.")
+                    .with_param("encoding_format"),
+            )
         }
     };
     Ok(Parsed {
@@ -195,13 +208,34 @@ mod tests {
             (br#"{"model":"m","messages":[ ]}"#, "messages"),
             (br#"{"model":"m","messages":[{}],"stream":"yes"}"#, "stream"),
         ] {
-            assert_eq!(parse(body, Endpoint::Chat).unwrap_err().param.as_deref(), Some(param), "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                parse(body, Endpoint::Chat).unwrap_err().param.as_deref(),
+                Some(param),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
-        assert!(parse(b"{not json", Endpoint::Chat).unwrap_err().message.contains("not valid JSON"));
-        assert!(parse(b"[1,2]", Endpoint::Chat).unwrap_err().message.contains("not a JSON object"));
+        assert!(parse(b"{not json", Endpoint::Chat)
+            .unwrap_err()
+            .message
+            .contains("not valid JSON"));
+        assert!(parse(b"[1,2]", Endpoint::Chat)
+            .unwrap_err()
+            .message
+            .contains("not a JSON object"));
         assert!(parse(b"", Endpoint::Chat).unwrap_err().message.contains("empty"));
-        let p = parse(br#"{"model":"e","input":"hi","encoding_format":"base64"}"#, Endpoint::Embeddings).unwrap();
+        let p = parse(
+            br#"{"model":"e","input":"hi","encoding_format":"base64"}"#,
+            Endpoint::Embeddings,
+        )
+        .unwrap();
         assert!(p.embed_base64 && !p.stream);
-        assert_eq!(parse(br#"{"model":"e","input":3}"#, Endpoint::Embeddings).unwrap_err().param.as_deref(), Some("input"));
+        assert_eq!(
+            parse(br#"{"model":"e","input":3}"#, Endpoint::Embeddings)
+                .unwrap_err()
+                .param
+                .as_deref(),
+            Some("input")
+        );
     }
 }

@@ -39,7 +39,12 @@ pub fn add_notes(h: &mut ResponseHeader, notes: &Notes) {
 }
 
 /// A complete JSON answer.
-pub async fn json(session: &mut Session, ctx: &mut RequestCtx, mut h: ResponseHeader, body: Bytes) -> pingora_error::Result<()> {
+pub async fn json(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    mut h: ResponseHeader,
+    body: Bytes,
+) -> pingora_error::Result<()> {
     ctx.status = h.status.as_u16();
     let _ = h.insert_header("content-length", body.len().to_string());
     if ctx.ttft.is_none() {
@@ -50,7 +55,12 @@ pub async fn json(session: &mut Session, ctx: &mut RequestCtx, mut h: ResponseHe
 }
 
 /// An error as the OpenAI envelope, with retry hints.
-pub async fn error(session: &mut Session, ctx: &mut RequestCtx, e: &GatewayError, notes: Option<&Notes>) -> pingora_error::Result<()> {
+pub async fn error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    e: &GatewayError,
+    notes: Option<&Notes>,
+) -> pingora_error::Result<()> {
     let mut h = header(e.status, "application/json", ctx);
     if !e.retryable {
         let _ = h.insert_header("x-should-retry", "false");

@@ -55,7 +55,12 @@ fn completions_via_chat(kind: Kind) -> bool {
 
 impl Call<'_> {
     /// Try each candidate in order, skipping ejected ones; answer the client exactly once.
-    pub async fn run(&self, session: &mut Session, ctx: &mut RequestCtx, candidates: &[Candidate]) -> pingora_error::Result<()> {
+    pub async fn run(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        candidates: &[Candidate],
+    ) -> pingora_error::Result<()> {
         self.health.deposit_retry_budget(self.policy.retry_budget);
         let mut first_client_error: Option<GatewayError> = None;
         let mut last_error: Option<GatewayError> = None;
@@ -184,7 +189,11 @@ impl Call<'_> {
             self.body
         };
         let fallback_id = providers::util::gen_id(
-            if self.endpoint == Endpoint::Completions { "cmpl-" } else { "chatcmpl-" },
+            if self.endpoint == Endpoint::Completions {
+                "cmpl-"
+            } else {
+                "chatcmpl-"
+            },
             providers::util::random_seed(),
         );
         let fetched;
@@ -229,7 +238,12 @@ impl Call<'_> {
                 return (Attempt::Failed(e), Some(report));
             }
         };
-        let headroom = |name: &str| x.headers.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let headroom = |name: &str| {
+            x.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        };
         self.health.note_headroom(
             p,
             headroom("x-ratelimit-remaining-requests").or_else(|| headroom("anthropic-ratelimit-requests-remaining")),
@@ -244,11 +258,16 @@ impl Call<'_> {
             // The client's own mistakes are not retried elsewhere, and do not count against
             // the upstream that reported them.
             if e.fault == Fault::Client {
-                let ok = Outcome::Success { latency: sent_at.elapsed(), ttft: None };
+                let ok = Outcome::Success {
+                    latency: sent_at.elapsed(),
+                    ttft: None,
+                };
                 return (Attempt::Stop(e), Some(ok));
             }
             let report = if status == 429 && e.kind == "rate_limit_error" {
-                Outcome::RateLimited { retry_after: e.retry_after }
+                Outcome::RateLimited {
+                    retry_after: e.retry_after,
+                }
             } else {
                 failure(&e)
             };
@@ -256,9 +275,13 @@ impl Call<'_> {
         }
         if self.parsed.stream {
             let inner = providers::stream_translator(&tctx);
-            let translator: Box<dyn StreamTranslator> =
-                if via_chat { Box::new(completions::CompletionsStream::new(inner)) } else { inner };
-            self.relay_stream(session, ctx, x, translator, &req.notes, sent_at).await
+            let translator: Box<dyn StreamTranslator> = if via_chat {
+                Box::new(completions::CompletionsStream::new(inner))
+            } else {
+                inner
+            };
+            self.relay_stream(session, ctx, x, translator, &req.notes, sent_at)
+                .await
         } else {
             let read_at = Instant::now();
             let read = x.read_all(self.max_response).await;
@@ -287,7 +310,10 @@ impl Call<'_> {
             } else {
                 translated.body
             };
-            let report = Outcome::Success { latency: sent_at.elapsed(), ttft: None };
+            let report = Outcome::Success {
+                latency: sent_at.elapsed(),
+                ttft: None,
+            };
             ctx.usage = translated.usage;
             ctx.upstream_model = translated.upstream_model;
             let mut h = respond::header(200, "application/json", ctx);
@@ -353,7 +379,10 @@ impl Call<'_> {
             }
             if started
                 && (!out.is_empty() || end)
-                && session.write_response_body(Some(out.split().freeze()), end).await.is_err()
+                && session
+                    .write_response_body(Some(out.split().freeze()), end)
+                    .await
+                    .is_err()
             {
                 {
                     // The client went away: stop reading from the upstream too.
@@ -365,7 +394,13 @@ impl Call<'_> {
             if end {
                 self.finish_ctx(ctx, t.as_ref());
                 self.upstreams.release(x).await;
-                return (Attempt::Done, Some(Outcome::Success { latency: sent_at.elapsed(), ttft }));
+                return (
+                    Attempt::Done,
+                    Some(Outcome::Success {
+                        latency: sent_at.elapsed(),
+                        ttft,
+                    }),
+                );
             }
         }
     }

@@ -51,11 +51,7 @@ impl MasterKey {
             .decode(text)
             .or_else(|_| URL_SAFE.decode(text))
             .or_else(|_| URL_SAFE_NO_PAD.decode(text))
-            .map_err(|_| {
-                format!(
-                    "{source} is not valid base64 (generate one with `openssl rand -base64 32`)"
-                )
-            })?;
+            .map_err(|_| format!("{source} is not valid base64 (generate one with `openssl rand -base64 32`)"))?;
         if bytes.len() != 32 {
             let n = bytes.len();
             secrecy::zeroize::Zeroize::zeroize(&mut bytes);
@@ -90,17 +86,15 @@ impl MasterKey {
                 secrecy::zeroize::Zeroize::zeroize(&mut v);
                 k.map(Some)
             }
-            (None, Some(path)) => {
-                MasterKey::from_file(std::path::Path::new(&path), file_var).map(Some)
-            }
+            (None, Some(path)) => MasterKey::from_file(std::path::Path::new(&path), file_var).map(Some),
             (None, None) => Ok(None),
         }
     }
 
     /// Read a file holding the base64 key.
     pub fn from_file(path: &std::path::Path, source: &str) -> Result<MasterKey, String> {
-        let mut text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{source}: cannot read {}: {e}", path.display()))?;
+        let mut text =
+            std::fs::read_to_string(path).map_err(|e| format!("{source}: cannot read {}: {e}", path.display()))?;
         let k = MasterKey::from_base64(&text, &format!("{source} ({})", path.display()));
         secrecy::zeroize::Zeroize::zeroize(&mut text);
         k
@@ -149,9 +143,7 @@ impl MasterKey {
         if sealed.alg != ALG {
             return Err(CryptoError::Alg(sealed.alg.clone()));
         }
-        let nonce = STANDARD
-            .decode(&sealed.nonce)
-            .map_err(|_| CryptoError::Malformed)?;
+        let nonce = STANDARD.decode(&sealed.nonce).map_err(|_| CryptoError::Malformed)?;
         if nonce.len() != NONCE_LEN {
             return Err(CryptoError::Malformed);
         }
@@ -209,10 +201,7 @@ mod tests {
         assert_ne!(a.nonce, b.nonce, "a nonce is never reused");
         assert_ne!(a.ciphertext, b.ciphertext);
         assert!(!a.ciphertext.contains("secret"));
-        assert_eq!(
-            k.open(&a, "oc_1").unwrap().expose_secret(),
-            "sk-secret-value-1234"
-        );
+        assert_eq!(k.open(&a, "oc_1").unwrap().expose_secret(), "sk-secret-value-1234");
     }
 
     #[test]
@@ -220,10 +209,7 @@ mod tests {
         let k = MasterKey::generate();
         let s = k.seal("sk-abc", "oc_1").unwrap();
         assert_eq!(k.open(&s, "oc_2").unwrap_err(), CryptoError::Open);
-        assert_eq!(
-            MasterKey::generate().open(&s, "oc_1").unwrap_err(),
-            CryptoError::Open
-        );
+        assert_eq!(MasterKey::generate().open(&s, "oc_1").unwrap_err(), CryptoError::Open);
         let mut ct = STANDARD.decode(&s.ciphertext).unwrap();
         ct[0] ^= 1;
         let tampered = Sealed {
@@ -242,18 +228,13 @@ mod tests {
     fn master_key_parsing() {
         let b64 = STANDARD.encode([7u8; 32]);
         let env = |v: &'static str| move |name: &str| (name == v).then(|| b64.clone());
-        assert!(MasterKey::from_env(&env("PRISM_MASTER_KEY"))
-            .unwrap()
-            .is_some());
+        assert!(MasterKey::from_env(&env("PRISM_MASTER_KEY")).unwrap().is_some());
         assert!(MasterKey::from_env(&|_| None).unwrap().is_none());
         let short = STANDARD.encode([7u8; 16]);
-        let e = MasterKey::from_env(&|n: &str| (n == "PRISM_MASTER_KEY").then(|| short.clone()))
-            .unwrap_err();
+        let e = MasterKey::from_env(&|n: &str| (n == "PRISM_MASTER_KEY").then(|| short.clone())).unwrap_err();
         assert!(e.contains("32 bytes, got 16"), "{e}");
         assert!(!e.contains(&short));
-        let e =
-            MasterKey::from_env(&|n: &str| (n == "PRISM_MASTER_KEY").then(|| "not base64!".into()))
-                .unwrap_err();
+        let e = MasterKey::from_env(&|n: &str| (n == "PRISM_MASTER_KEY").then(|| "not base64!".into())).unwrap_err();
         assert!(e.contains("not valid base64"));
         let e = MasterKey::from_env(&|_: &str| Some("x".into())).unwrap_err();
         assert!(e.contains("only one"));
@@ -262,10 +243,9 @@ mod tests {
         let f = dir.join("key");
         std::fs::write(&f, format!("{}\n", STANDARD.encode([9u8; 32]))).unwrap();
         let path = f.display().to_string();
-        let k =
-            MasterKey::from_env(&|n: &str| (n == "PRISM_MASTER_KEY_FILE").then(|| path.clone()))
-                .unwrap()
-                .unwrap();
+        let k = MasterKey::from_env(&|n: &str| (n == "PRISM_MASTER_KEY_FILE").then(|| path.clone()))
+            .unwrap()
+            .unwrap();
         assert_eq!(k.to_base64().expose_secret(), &STANDARD.encode([9u8; 32]));
         assert!(!format!("{k:?}").contains(&STANDARD.encode([9u8; 32])));
         let _ = std::fs::remove_dir_all(dir);
@@ -274,10 +254,7 @@ mod tests {
     #[test]
     fn hints_are_short() {
         assert_eq!(hint("sk-abcdefghijklmnopqrstuvwxyz"), "sk-...wxyz");
-        assert_eq!(
-            hint("sk-prism-abcdefghijklmnopqrstuvwxyz0123"),
-            "sk-prism-...0123"
-        );
+        assert_eq!(hint("sk-prism-abcdefghijklmnopqrstuvwxyz0123"), "sk-prism-...0123");
         assert_eq!(hint("sk-short"), "sk-...");
         assert_eq!(hint("AIzaSyAbcdefghijklmnopqrstuv"), "...stuv");
         assert_eq!(hint("k"), "...");

@@ -127,11 +127,7 @@ pub fn generation_guard(g: u64) -> (Expect, Write) {
     )
 }
 
-fn decode<T: serde::de::DeserializeOwned>(
-    collection: Collection,
-    id: &str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
+fn decode<T: serde::de::DeserializeOwned>(collection: Collection, id: &str, bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
         collection: collection.as_str(),
         id: id.to_string(),
@@ -209,11 +205,7 @@ impl Records {
 
     /// Commit `writes` to the store at the generation we hold, then apply them in memory.
     /// Callers serialize writes (the control plane's write lock).
-    fn write(
-        &self,
-        writes: Vec<Write>,
-        apply: impl FnOnce(&mut Snapshot),
-    ) -> Result<(), StoreError> {
+    fn write(&self, writes: Vec<Write>, apply: impl FnOnce(&mut Snapshot)) -> Result<(), StoreError> {
         let g = self.read().generation;
         let (expect, bump) = generation_guard(g);
         let mut all = writes;

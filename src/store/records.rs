@@ -112,10 +112,7 @@ impl ProviderSettings {
         let model_ok = |m: &str| !m.trim().is_empty() && !m.starts_with('/');
         if let Some(m) = &self.model {
             if !model_ok(m) {
-                return Err(FieldError::new(
-                    "config.model",
-                    "must be a non-empty model name",
-                ));
+                return Err(FieldError::new("config.model", "must be a non-empty model name"));
             }
         }
         for (i, m) in self.models.iter().enumerate() {
@@ -128,10 +125,7 @@ impl ProviderSettings {
         }
         if let Some(org) = &self.organization {
             if http::HeaderValue::from_str(org).is_err() {
-                return Err(FieldError::new(
-                    "config.organization",
-                    "must be printable ASCII",
-                ));
+                return Err(FieldError::new("config.organization", "must be printable ASCII"));
             }
         }
         for (name, value) in &self.headers {
@@ -150,10 +144,7 @@ impl ProviderSettings {
             }
         }
         for (i, f) in self.fallbacks.iter().enumerate() {
-            if !f
-                .split_once('/')
-                .is_some_and(|(p, m)| !p.is_empty() && !m.is_empty())
-            {
+            if !f.split_once('/').is_some_and(|(p, m)| !p.is_empty() && !m.is_empty()) {
                 return Err(FieldError::new(
                     format!("config.fallbacks[{i}]"),
                     format!("`{f}` must be `provider/model`"),
@@ -161,10 +152,7 @@ impl ProviderSettings {
             }
         }
         if self.default_max_tokens == Some(0) {
-            return Err(FieldError::new(
-                "config.default_max_tokens",
-                "must be at least 1",
-            ));
+            return Err(FieldError::new("config.default_max_tokens", "must be at least 1"));
         }
         for (field, d) in [
             ("config.connect_timeout", &self.connect_timeout),
@@ -173,9 +161,7 @@ impl ProviderSettings {
         ] {
             if let Some(d) = d {
                 match d.parse() {
-                    Ok(v) if v.is_zero() => {
-                        return Err(FieldError::new(field, "must be longer than 0"))
-                    }
+                    Ok(v) if v.is_zero() => return Err(FieldError::new(field, "must be longer than 0")),
                     Ok(_) => {}
                     Err(m) => return Err(FieldError::new(field, m)),
                 }
@@ -186,8 +172,7 @@ impl ProviderSettings {
 
     /// The file-config shape the routing table is built from (without the key).
     pub fn to_provider_config(&self, kind: &str) -> ProviderConfig {
-        let dur =
-            |d: &Option<DurationValue>| d.as_ref().and_then(|d| d.parse().ok()).map(HumanDuration);
+        let dur = |d: &Option<DurationValue>| d.as_ref().and_then(|d| d.parse().ok()).map(HumanDuration);
         let mut models = Vec::new();
         if let Some(m) = &self.model {
             models.push(m.clone());
@@ -305,21 +290,13 @@ mod tests {
 
     #[test]
     fn settings_are_strict_and_validated() {
-        let e = serde_json::from_value::<ProviderSettings>(
-            json!({"base_url": "http://x/v1", "nope": 1}),
-        )
-        .unwrap_err();
+        let e = serde_json::from_value::<ProviderSettings>(json!({"base_url": "http://x/v1", "nope": 1})).unwrap_err();
         assert!(e.to_string().contains("nope"));
         let s: ProviderSettings = serde_json::from_value(json!({"base_url": "ftp://x"})).unwrap();
         assert_eq!(s.validate().unwrap_err().field, "config.base_url");
-        let s: ProviderSettings =
-            serde_json::from_value(json!({"headers": {"Authorization": "Bearer x"}})).unwrap();
-        assert_eq!(
-            s.validate().unwrap_err().field,
-            "config.headers.Authorization"
-        );
-        let s: ProviderSettings =
-            serde_json::from_value(json!({"idle_timeout": "5 parsecs"})).unwrap();
+        let s: ProviderSettings = serde_json::from_value(json!({"headers": {"Authorization": "Bearer x"}})).unwrap();
+        assert_eq!(s.validate().unwrap_err().field, "config.headers.Authorization");
+        let s: ProviderSettings = serde_json::from_value(json!({"idle_timeout": "5 parsecs"})).unwrap();
         assert_eq!(s.validate().unwrap_err().field, "config.idle_timeout");
         let s: ProviderSettings =
             serde_json::from_value(json!({"base_url": "http://127.0.0.1:8000/v1", "model": "llama", "idle_timeout": "30s", "connect_timeout": 2}))

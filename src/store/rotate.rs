@@ -14,21 +14,13 @@ pub enum RotateError {
     #[error("record {id} ({name}) has a stored api_key but no current master key was given (PRISM_MASTER_KEY or PRISM_MASTER_KEY_FILE)")]
     NoOldKey { id: String, name: String },
     #[error("record {id} ({name}): {reason}; nothing was changed")]
-    Open {
-        id: String,
-        name: String,
-        reason: String,
-    },
+    Open { id: String, name: String, reason: String },
     #[error("{0}; nothing was changed")]
     Store(String),
 }
 
 /// Re-seal every key; returns how many records were re-encrypted.
-pub fn rotate(
-    store: &dyn Store,
-    old: Option<&MasterKey>,
-    new: &MasterKey,
-) -> Result<usize, RotateError> {
+pub fn rotate(store: &dyn Store, old: Option<&MasterKey>, new: &MasterKey) -> Result<usize, RotateError> {
     // Read first: a write by anyone after this point makes the commit below fail.
     let generation = super::generation(store).map_err(|e| RotateError::Store(e.to_string()))?;
     let rows = store
@@ -50,15 +42,14 @@ pub fn rotate(
             name: rec.name.clone(),
             reason: e.to_string(),
         })?;
-        rec.api_key =
-            Some(
-                new.seal(plain.expose_secret(), &rec.id)
-                    .map_err(|e| RotateError::Open {
-                        id: rec.id.clone(),
-                        name: rec.name.clone(),
-                        reason: e.to_string(),
-                    })?,
-            );
+        rec.api_key = Some(
+            new.seal(plain.expose_secret(), &rec.id)
+                .map_err(|e| RotateError::Open {
+                    id: rec.id.clone(),
+                    name: rec.name.clone(),
+                    reason: e.to_string(),
+                })?,
+        );
         let value = serde_json::to_vec(&rec).map_err(|e| RotateError::Store(e.to_string()))?;
         writes.push(Write::Put {
             collection: Collection::OrgConfigs,
@@ -88,11 +79,7 @@ pub fn command(
     new_key_file: Option<PathBuf>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, String> {
-    let dir = match data_dir.or_else(|| {
-        env("PRISM_DATA_DIR")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-    }) {
+    let dir = match data_dir.or_else(|| env("PRISM_DATA_DIR").filter(|d| !d.is_empty()).map(PathBuf::from)) {
         Some(d) => d,
         None => {
             let path = crate::server::config_path(config);
@@ -152,17 +139,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("prism-rotate-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir).unwrap());
-        let (old, new, stranger) = (
-            MasterKey::generate(),
-            MasterKey::generate(),
-            MasterKey::generate(),
-        );
+        let (old, new, stranger) = (MasterKey::generate(), MasterKey::generate(), MasterKey::generate());
         let r = Records::load(store.clone(), None).unwrap();
-        r.put_org_config(&rec(&old, "oc_1", Some("sk-one")))
-            .unwrap();
+        r.put_org_config(&rec(&old, "oc_1", Some("sk-one"))).unwrap();
         r.put_org_config(&rec(&old, "oc_2", None)).unwrap();
-        r.put_org_config(&rec(&stranger, "oc_3", Some("sk-three")))
-            .unwrap();
+        r.put_org_config(&rec(&stranger, "oc_3", Some("sk-three"))).unwrap();
         let before = store.list(Collection::OrgConfigs).unwrap();
 
         // One record sealed under another key: nothing changes.
@@ -182,9 +163,7 @@ mod tests {
         assert!(old.open(&sealed, "oc_1").is_err());
         assert!(fresh.org_config("oc_2").unwrap().api_key.is_none());
         // A gateway still running on the old key cannot write over the rotated store.
-        let e = r
-            .put_org_config(&rec(&old, "oc_4", Some("sk-four")))
-            .unwrap_err();
+        let e = r.put_org_config(&rec(&old, "oc_4", Some("sk-four"))).unwrap_err();
         assert!(matches!(e, crate::store::StoreError::Conflict), "{e}");
         assert!(store.get(Collection::OrgConfigs, "oc_4").unwrap().is_none());
         drop((r, fresh, store));

@@ -49,25 +49,17 @@ impl SledStore {
     }
 
     /// Run `f` on the database, opened for it alone.
-    fn with_db<T>(
-        &self,
-        f: impl FnOnce(&sled::Db) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+    fn with_db<T>(&self, f: impl FnOnce(&sled::Db) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let _guard = self.open_lock.lock().unwrap_or_else(|p| p.into_inner());
         let deadline = Instant::now() + LOCK_WAIT;
         let mut pause = Duration::from_millis(5);
         let db = loop {
             // Flushing is explicit (every commit), so no background flusher thread.
-            match sled::Config::new()
-                .path(&self.dir)
-                .flush_every_ms(None)
-                .open()
-            {
+            match sled::Config::new().path(&self.dir).flush_every_ms(None).open() {
                 Ok(db) => break db,
                 // sled reports a directory held by another process as this I/O error.
                 Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && Instant::now() < deadline =>
+                    if e.to_string().contains("could not acquire lock") && Instant::now() < deadline =>
                 {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(200));
@@ -86,12 +78,7 @@ impl SledStore {
 
 impl Store for SledStore {
     fn get(&self, collection: Collection, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.with_db(|db| {
-            Ok(db
-                .get(key(collection, id))
-                .map_err(backend)?
-                .map(|v| v.to_vec()))
-        })
+        self.with_db(|db| Ok(db.get(key(collection, id)).map_err(backend)?.map(|v| v.to_vec())))
     }
 
     fn list(&self, collection: Collection) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
@@ -119,11 +106,7 @@ impl Store for SledStore {
             let mut batch = sled::Batch::default();
             for w in writes {
                 match w {
-                    Write::Put {
-                        collection,
-                        id,
-                        value,
-                    } => batch.insert(key(collection, &id), value),
+                    Write::Put { collection, id, value } => batch.insert(key(collection, &id), value),
                     Write::Delete { collection, id } => batch.remove(key(collection, &id)),
                 }
             }
@@ -190,10 +173,7 @@ mod tests {
         assert_eq!(all[0].name, "b2");
         assert!(!all[0].enabled);
         assert_eq!(again.gateway_keys().len(), 1);
-        assert!(
-            again.gateway_key("oc_b").is_none(),
-            "collections do not mix"
-        );
+        assert!(again.gateway_key("oc_b").is_none(), "collections do not mix");
 
         // Once it writes, the first handle is stale: its write fails and changes nothing.
         again.delete(Collection::GatewayKeys, "key_1").unwrap();

@@ -41,22 +41,32 @@ fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    register(r, IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric()))
+    register(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric()),
+    )
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
     register(
         r,
-        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).unwrap_or_else(|_| unreachable_metric()),
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+            .unwrap_or_else(|_| unreachable_metric()),
     )
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-    register(r, GaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric()))
+    register(
+        r,
+        GaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric()),
+    )
 }
 
 fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    register(r, IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric()))
+    register(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric()),
+    )
 }
 
 /// Metric definitions are compile-time constants; an invalid one is a programming error
@@ -85,16 +95,29 @@ impl Metrics {
         }
         let config_hash = register(
             &r,
-            Gauge::new("prism_config_hash", "Hash (48 bits) of the loaded config file; changes on every successful reload.")
-                .unwrap_or_else(|_| unreachable_metric()),
+            Gauge::new(
+                "prism_config_hash",
+                "Hash (48 bits) of the loaded config file; changes on every successful reload.",
+            )
+            .unwrap_or_else(|_| unreachable_metric()),
         );
         Metrics {
-            requests: counter(&r, "prism_requests_total", "Requests answered, by endpoint, provider, model and HTTP status.", &["endpoint", "provider", "model", "status"]),
+            requests: counter(
+                &r,
+                "prism_requests_total",
+                "Requests answered, by endpoint, provider, model and HTTP status.",
+                &["endpoint", "provider", "model", "status"],
+            ),
             duration: histogram(
                 &r,
                 "gen_ai_client_operation_duration_seconds",
                 "Duration of a GenAI operation as the client sees it (OpenTelemetry GenAI).",
-                &["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "error_type"],
+                &[
+                    "gen_ai_operation_name",
+                    "gen_ai_provider_name",
+                    "gen_ai_request_model",
+                    "error_type",
+                ],
                 seconds_buckets(),
             ),
             ttfc: histogram(
@@ -108,7 +131,12 @@ impl Metrics {
                 &r,
                 "gen_ai_client_token_usage",
                 "Tokens used per request, by type input/output (OpenTelemetry GenAI).",
-                &["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_token_type"],
+                &[
+                    "gen_ai_operation_name",
+                    "gen_ai_provider_name",
+                    "gen_ai_request_model",
+                    "gen_ai_token_type",
+                ],
                 exponential_buckets(1.0, 4.0, 12).unwrap_or_default(),
             ),
             overhead: histogram(
@@ -125,12 +153,37 @@ impl Metrics {
                 &["provider"],
                 seconds_buckets(),
             ),
-            in_flight: int_gauge_vec(&r, "prism_in_flight", "Requests in flight, by kind: request or stream.", &["kind"]),
-            failovers: counter(&r, "prism_failovers_total", "Moves from one candidate to the next, by reason.", &["from", "to", "reason"]),
-            reloads: counter(&r, "prism_config_reloads_total", "Config reloads by result: success or failure.", &["result"]),
+            in_flight: int_gauge_vec(
+                &r,
+                "prism_in_flight",
+                "Requests in flight, by kind: request or stream.",
+                &["kind"],
+            ),
+            failovers: counter(
+                &r,
+                "prism_failovers_total",
+                "Moves from one candidate to the next, by reason.",
+                &["from", "to", "reason"],
+            ),
+            reloads: counter(
+                &r,
+                "prism_config_reloads_total",
+                "Config reloads by result: success or failure.",
+                &["result"],
+            ),
             config_hash,
-            upstream_state: int_gauge_vec(&r, "prism_upstream_health", "1 for the upstream's current state (healthy, degraded, ejected).", &["provider", "state"]),
-            breaker_state: int_gauge_vec(&r, "prism_upstream_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.", &["provider"]),
+            upstream_state: int_gauge_vec(
+                &r,
+                "prism_upstream_health",
+                "1 for the upstream's current state (healthy, degraded, ejected).",
+                &["provider", "state"],
+            ),
+            breaker_state: int_gauge_vec(
+                &r,
+                "prism_upstream_breaker_state",
+                "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+                &["provider"],
+            ),
             ratelimit_remaining: gauge_vec(
                 &r,
                 "prism_upstream_ratelimit_remaining",
@@ -145,7 +198,9 @@ impl Metrics {
     /// A bounded label for a client-supplied model name.
     fn model_label(&self, model: Option<&str>) -> String {
         let Some(m) = model else { return "none".to_string() };
-        let Ok(mut seen) = self.models.lock() else { return "other".to_string() };
+        let Ok(mut seen) = self.models.lock() else {
+            return "other".to_string();
+        };
         if seen.contains(m) {
             return m.to_string();
         }
@@ -157,7 +212,9 @@ impl Metrics {
     }
 
     pub fn request_started(&self, stream: bool) {
-        self.in_flight.with_label_values(&[if stream { "stream" } else { "request" }]).inc();
+        self.in_flight
+            .with_label_values(&[if stream { "stream" } else { "request" }])
+            .inc();
     }
 
     /// A request turned out to be a stream: move it from `request` to `stream`.
@@ -171,20 +228,30 @@ impl Metrics {
         self.in_flight.with_label_values(&[kind]).dec();
         let provider = ctx.provider.as_deref().unwrap_or("none");
         // Unrouted requests (401, 404, bad JSON) keep their status but no model label.
-        let model = if ctx.provider.is_some() { self.model_label(ctx.model.as_deref()) } else { "none".to_string() };
+        let model = if ctx.provider.is_some() {
+            self.model_label(ctx.model.as_deref())
+        } else {
+            "none".to_string()
+        };
         let status = ctx.status.to_string();
-        self.requests.with_label_values(&[ctx.endpoint, provider, &model, &status]).inc();
+        self.requests
+            .with_label_values(&[ctx.endpoint, provider, &model, &status])
+            .inc();
         let total = ctx.started.elapsed();
         self.overhead
             .with_label_values(&[ctx.endpoint])
             .observe(total.saturating_sub(ctx.upstream_time).as_secs_f64());
         for (from, to, reason) in &ctx.failovers {
-            self.failovers.with_label_values(&[from.as_str(), to.as_str(), reason]).inc();
+            self.failovers
+                .with_label_values(&[from.as_str(), to.as_str(), reason])
+                .inc();
         }
         if ctx.provider.is_none() {
             return;
         }
-        self.upstream_latency.with_label_values(&[provider]).observe(ctx.upstream_time.as_secs_f64());
+        self.upstream_latency
+            .with_label_values(&[provider])
+            .observe(ctx.upstream_time.as_secs_f64());
         let op = match ctx.endpoint {
             "chat" => "chat",
             "completions" => "text_completion",
@@ -195,11 +262,17 @@ impl Metrics {
             .with_label_values(&[op, provider, &model, ctx.error.unwrap_or("")])
             .observe(total.as_secs_f64());
         if let Some(t) = ctx.ttft {
-            self.ttfc.with_label_values(&[op, provider, &model]).observe(t.as_secs_f64());
+            self.ttfc
+                .with_label_values(&[op, provider, &model])
+                .observe(t.as_secs_f64());
         }
         if let Some(u) = ctx.usage {
-            self.tokens.with_label_values(&[op, provider, &model, "input"]).observe(u.prompt_tokens as f64);
-            self.tokens.with_label_values(&[op, provider, &model, "output"]).observe(u.completion_tokens as f64);
+            self.tokens
+                .with_label_values(&[op, provider, &model, "input"])
+                .observe(u.prompt_tokens as f64);
+            self.tokens
+                .with_label_values(&[op, provider, &model, "output"])
+                .observe(u.completion_tokens as f64);
         }
     }
 
@@ -209,11 +282,15 @@ impl Metrics {
     }
 
     pub fn reload(&self, ok: bool) {
-        self.reloads.with_label_values(&[if ok { "success" } else { "failure" }]).inc();
+        self.reloads
+            .with_label_values(&[if ok { "success" } else { "failure" }])
+            .inc();
     }
 
     pub fn set_config_hash(&self, text: &str) {
-        let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
         self.config_hash.set((h & ((1 << 48) - 1)) as f64);
     }
 
@@ -233,10 +310,14 @@ impl Metrics {
                 self.breaker_state.with_label_values(&[&p.name]).set(b);
                 let (req, tok) = u.headroom();
                 if let Some(r) = req {
-                    self.ratelimit_remaining.with_label_values(&[&p.name, "requests"]).set(r as f64);
+                    self.ratelimit_remaining
+                        .with_label_values(&[&p.name, "requests"])
+                        .set(r as f64);
                 }
                 if let Some(t) = tok {
-                    self.ratelimit_remaining.with_label_values(&[&p.name, "tokens"]).set(t as f64);
+                    self.ratelimit_remaining
+                        .with_label_values(&[&p.name, "tokens"])
+                        .set(t as f64);
                 }
             }
         }

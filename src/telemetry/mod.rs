@@ -30,7 +30,9 @@ pub fn init_logging() {
 /// One access-log line. Fields are bounded and never carry a key or a prompt.
 pub fn access_log(session: &Session, ctx: &RequestCtx) {
     let req = session.req_header();
-    let usage = ctx.usage.map(|u| json!({"prompt": u.prompt_tokens, "completion": u.completion_tokens, "total": u.total_tokens}));
+    let usage = ctx
+        .usage
+        .map(|u| json!({"prompt": u.prompt_tokens, "completion": u.completion_tokens, "total": u.total_tokens}));
     let line = json!({
         "ts": crate::proxy::serve::now_unix(),
         "request_id": ctx.request_id,
@@ -67,7 +69,10 @@ impl pingora_core::apps::http_app::ServeHttp for MetricsService {
     async fn response(&self, session: &mut pingora_core::protocols::http::ServerSession) -> http::Response<Vec<u8>> {
         let path = session.req_header().uri.path();
         if path != "/metrics" {
-            return crate::admin::json_response(404, &json!({"error": {"message": "GET /metrics", "type": "not_found_error", "param": null, "code": null}}));
+            return crate::admin::json_response(
+                404,
+                &json!({"error": {"message": "GET /metrics", "type": "not_found_error", "param": null, "code": null}}),
+            );
         }
         let table = self.app.table.load_full();
         let body = metrics::METRICS.render(&table, self.app.health.get().map(|h| h.as_ref()));

@@ -70,7 +70,9 @@ pub fn is_internal(ip: IpAddr) -> bool {
 
 /// Remote image URLs in the request, with their parameter paths, in order.
 fn remote_images(body: &[u8]) -> Vec<(String, String)> {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else { return Vec::new() };
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for (i, m) in v["messages"].as_array().into_iter().flatten().enumerate() {
         for (j, p) in m["content"].as_array().into_iter().flatten().enumerate() {
@@ -90,15 +92,24 @@ fn remote_images(body: &[u8]) -> Vec<(String, String)> {
 }
 
 fn refuse(param: &str, message: String) -> GatewayError {
-    GatewayError::invalid_request(message).with_param(param).with_code("image_fetch_failed")
+    GatewayError::invalid_request(message)
+        .with_param(param)
+        .with_code("image_fetch_failed")
 }
 
 /// Fetch every remote image of the request: url → (mime, base64).
-pub async fn fetch_all(body: &[u8], upstreams: &Upstreams, policy: &ImagePolicy) -> Result<HashMap<String, (String, String)>> {
+pub async fn fetch_all(
+    body: &[u8],
+    upstreams: &Upstreams,
+    policy: &ImagePolicy,
+) -> Result<HashMap<String, (String, String)>> {
     let mut out = HashMap::new();
     let list = remote_images(body);
     if list.len() > policy.max_images {
-        return Err(refuse("messages", format!("at most {} remote images per request", policy.max_images)));
+        return Err(refuse(
+            "messages",
+            format!("at most {} remote images per request", policy.max_images),
+        ));
     }
     for (url, param) in list {
         if out.contains_key(&url) {
@@ -106,7 +117,12 @@ pub async fn fetch_all(body: &[u8], upstreams: &Upstreams, policy: &ImagePolicy)
         }
         let fetched = tokio::time::timeout(policy.timeout, fetch_one(&url, &param, upstreams, policy))
             .await
-            .map_err(|_| refuse(&param, format!("fetching the image took longer than {:?}", policy.timeout)))??;
+            .map_err(|_| {
+                refuse(
+                    &param,
+                    format!("fetching the image took longer than {:?}", policy.timeout),
+                )
+            })??;
         out.insert(url, fetched);
     }
     Ok(out)
@@ -123,7 +139,10 @@ async fn fetch_one(url: &str, param: &str, upstreams: &Upstreams, policy: &Image
         .map_err(|e| refuse(param, format!("cannot resolve the image host: {e}")))?
         .ip();
     if is_internal(ip) && !policy.allow_private {
-        return Err(refuse(param, "the image URL points to an internal address; only public hosts are fetched".into()));
+        return Err(refuse(
+            param,
+            "the image URL points to an internal address; only public hosts are fetched".into(),
+        ));
     }
     let base = format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default());
     let base = match u.port() {
@@ -151,11 +170,17 @@ async fn fetch_one(url: &str, param: &str, upstreams: &Upstreams, policy: &Image
         headers: vec![("accept", IMAGE_TYPES.join(", "))],
         notes: Notes::default(),
     };
-    let mut x = upstreams.send(&target, &req).await.map_err(|(_, e)| refuse(param, format!("cannot fetch the image: {}", e.message)))?;
+    let mut x = upstreams
+        .send(&target, &req)
+        .await
+        .map_err(|(_, e)| refuse(param, format!("cannot fetch the image: {}", e.message)))?;
     if x.status != 200 {
         let status = x.status;
         x.abort().await;
-        return Err(refuse(param, format!("the image URL answered HTTP {status} (redirects are not followed)")));
+        return Err(refuse(
+            param,
+            format!("the image URL answered HTTP {status} (redirects are not followed)"),
+        ));
     }
     let mime = x
         .headers
@@ -166,13 +191,19 @@ async fn fetch_one(url: &str, param: &str, upstreams: &Upstreams, policy: &Image
         .unwrap_or_default();
     if !IMAGE_TYPES.contains(&mime.as_str()) {
         x.abort().await;
-        return Err(refuse(param, format!("the URL is not an image of a supported type (got `{mime}`)")));
+        return Err(refuse(
+            param,
+            format!("the URL is not an image of a supported type (got `{mime}`)"),
+        ));
     }
     let bytes = match x.read_all(policy.max_bytes).await {
         Ok(b) => b,
         Err(_) => {
             x.abort().await;
-            return Err(refuse(param, format!("the image is larger than {} bytes", policy.max_bytes)));
+            return Err(refuse(
+                param,
+                format!("the image is larger than {} bytes", policy.max_bytes),
+            ));
         }
     };
     upstreams.release(x).await;
@@ -185,7 +216,20 @@ mod tests {
 
     #[test]
     fn internal_ranges() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:10.0.0.1", "224.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "224.0.0.1",
+        ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "93.184.216.34"] {

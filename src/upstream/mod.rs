@@ -66,7 +66,8 @@ impl Upstreams {
 
     async fn peer(&self, p: &Provider) -> Result<HttpPeer> {
         let addr = self.dns.resolve(&p.base.host, p.base.port).await.map_err(|e| {
-            GatewayError::bad_upstream(format!("cannot resolve provider {} host: {e}", p.name)).with_code("upstream_connect_error")
+            GatewayError::bad_upstream(format!("cannot resolve provider {} host: {e}", p.name))
+                .with_code("upstream_connect_error")
         })?;
         let mut peer = HttpPeer::new(addr, p.base.tls, p.base.host.clone());
         let o = &mut peer.options;
@@ -94,7 +95,8 @@ impl Upstreams {
                 return Ok(c.clone());
             }
         }
-        let pem = std::fs::read(path).map_err(|e| GatewayError::internal(format!("cannot read CA file {path}: {e}")))?;
+        let pem =
+            std::fs::read(path).map_err(|e| GatewayError::internal(format!("cannot read CA file {path}: {e}")))?;
         let mut certs = Vec::new();
         let mut store = rustls::RootCertStore::empty();
         for der in rustls_pemfile::certs(&mut pem.as_slice()) {
@@ -103,7 +105,10 @@ impl Upstreams {
             store
                 .add(der.clone())
                 .map_err(|e| GatewayError::internal(format!("invalid CA certificate in {path}: {e}")))?;
-            certs.push(pingora_core::utils::tls::WrappedX509::new(der.to_vec(), pingora_core::utils::tls::parse_x509));
+            certs.push(pingora_core::utils::tls::WrappedX509::new(
+                der.to_vec(),
+                pingora_core::utils::tls::parse_x509,
+            ));
         }
         if certs.is_empty() {
             return Err(GatewayError::internal(format!("no certificate in CA file {path}")));
@@ -117,7 +122,11 @@ impl Upstreams {
 
     /// Connect (or reuse), send the request, and wait for the response headers within the
     /// provider's first-byte timeout. A stale pooled connection is retried once on a new one.
-    pub async fn send(&self, p: &Provider, req: &UpstreamRequest) -> std::result::Result<Exchange, (FailKind, GatewayError)> {
+    pub async fn send(
+        &self,
+        p: &Provider,
+        req: &UpstreamRequest,
+    ) -> std::result::Result<Exchange, (FailKind, GatewayError)> {
         let peer = self.peer(p).await.map_err(|e| (FailKind::Connect, e))?;
         let mut attempt = 0;
         loop {
@@ -129,8 +138,12 @@ impl Upstreams {
                     let kind = if timeout { FailKind::Timeout } else { FailKind::Connect };
                     return Err((
                         kind,
-                        GatewayError::bad_upstream(format!("cannot connect to provider {}: {}", p.name, e.etype().as_str()))
-                            .with_code("upstream_connect_error"),
+                        GatewayError::bad_upstream(format!(
+                            "cannot connect to provider {}: {}",
+                            p.name,
+                            e.etype().as_str()
+                        ))
+                        .with_code("upstream_connect_error"),
                     ));
                 }
             };
@@ -144,14 +157,24 @@ impl Upstreams {
         }
     }
 
-    async fn exchange(&self, p: &Provider, req: &UpstreamRequest, mut session: HttpSession, peer: HttpPeer) -> std::result::Result<Exchange, (FailKind, GatewayError)> {
+    async fn exchange(
+        &self,
+        p: &Provider,
+        req: &UpstreamRequest,
+        mut session: HttpSession,
+        peer: HttpPeer,
+    ) -> std::result::Result<Exchange, (FailKind, GatewayError)> {
         let header = request_header(p, req).map_err(|e| (FailKind::Io, e))?;
         session.set_write_timeout(Some(p.timeouts.idle));
         session.set_read_timeout(Some(p.timeouts.first_byte));
         let io = |e: Box<pingora_error::Error>| {
             (
                 FailKind::Io,
-                GatewayError::bad_upstream(format!("connection to provider {} failed: {}", p.name, e.etype().as_str())),
+                GatewayError::bad_upstream(format!(
+                    "connection to provider {} failed: {}",
+                    p.name,
+                    e.etype().as_str()
+                )),
             )
         };
         let send = async {
@@ -173,12 +196,18 @@ impl Upstreams {
                 session.shutdown().await;
                 return Err((
                     FailKind::Timeout,
-                    GatewayError::upstream_timeout(format!("provider {} did not answer within {:?}", p.name, p.timeouts.first_byte)),
+                    GatewayError::upstream_timeout(format!(
+                        "provider {} did not answer within {:?}",
+                        p.name, p.timeouts.first_byte
+                    )),
                 ));
             }
         }
         let Some(resp) = session.response_header() else {
-            return Err((FailKind::Io, GatewayError::bad_upstream("upstream sent no response header")));
+            return Err((
+                FailKind::Io,
+                GatewayError::bad_upstream("upstream sent no response header"),
+            ));
         };
         let status = resp.status.as_u16();
         let headers = resp.headers.clone();
@@ -195,7 +224,9 @@ impl Upstreams {
     /// Return a fully read connection to the pool.
     pub async fn release(&self, mut x: Exchange) {
         if x.session.response_done() {
-            self.connector.release_http_session(x.session, &x.peer, Some(Duration::from_secs(60))).await;
+            self.connector
+                .release_http_session(x.session, &x.peer, Some(Duration::from_secs(60)))
+                .await;
         } else {
             x.session.shutdown().await;
         }
@@ -223,7 +254,9 @@ impl Exchange {
         let mut buf = BytesMut::new();
         while let Some(chunk) = self.read_chunk().await? {
             if buf.len() + chunk.len() > limit {
-                return Err(GatewayError::bad_upstream(format!("upstream answer exceeds {limit} bytes")));
+                return Err(GatewayError::bad_upstream(format!(
+                    "upstream answer exceeds {limit} bytes"
+                )));
             }
             buf.extend_from_slice(&chunk);
         }
@@ -267,5 +300,7 @@ fn request_header(p: &Provider, req: &UpstreamRequest) -> Result<RequestHeader> 
 }
 
 fn fxhash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -50,9 +50,7 @@ impl Mock {
             .expect("spawn prism-mock");
         let stdout = child.stdout.take().expect("mock stdout");
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("mock banner");
+        BufReader::new(stdout).read_line(&mut line).expect("mock banner");
         let port = line
             .trim()
             .rsplit(':')
@@ -78,8 +76,7 @@ impl Mock {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> serde_json::Value {
-        let mut req =
-            reqwest::Client::new().request(method, format!("{}/_mock/{path}", self.root()));
+        let mut req = reqwest::Client::new().request(method, format!("{}/_mock/{path}", self.root()));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -278,10 +275,7 @@ pub fn sse_data(text: &str) -> Vec<String> {
         .filter_map(|ev| {
             let data: Vec<&str> = ev
                 .lines()
-                .filter_map(|l| {
-                    l.strip_prefix("data:")
-                        .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                })
+                .filter_map(|l| l.strip_prefix("data:").map(|d| d.strip_prefix(' ').unwrap_or(d)))
                 .collect();
             (!data.is_empty()).then(|| data.join("\n"))
         })

@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use crate::body::MockBody;
 use crate::reply::{
-    asks_for_tools, fragments, rand_alnum, text_of, text_reply, Finish, Limits, Reply, ToolChoice,
-    ToolRequest, TOKENS_PER_CALL,
+    asks_for_tools, fragments, rand_alnum, text_of, text_reply, Finish, Limits, Reply, ToolChoice, ToolRequest,
+    TOKENS_PER_CALL,
 };
 use crate::respond::{invalid, json_response, named_event, Ctx, Ev, Provider, SSE};
 
@@ -90,23 +90,14 @@ pub fn messages(ctx: &Ctx, body: &Value) -> Response<MockBody> {
         Reply::Tools(_) if !tools.forced() => TOOL_PREAMBLE_WORDS
             .iter()
             .enumerate()
-            .map(|(i, w)| {
-                if i == 0 {
-                    (*w).to_owned()
-                } else {
-                    format!(" {w}")
-                }
-            })
+            .map(|(i, w)| if i == 0 { (*w).to_owned() } else { format!(" {w}") })
             .collect(),
         _ => Vec::new(),
     };
     let id = format!("msg_01{}", rand_alnum(22));
     let prompt = ctx.prompt_tokens();
     let tool_ids: Vec<String> = match &reply {
-        Reply::Tools(calls) => calls
-            .iter()
-            .map(|_| format!("toolu_01{}", rand_alnum(22)))
-            .collect(),
+        Reply::Tools(calls) => calls.iter().map(|_| format!("toolu_01{}", rand_alnum(22))).collect(),
         Reply::Text(_) => Vec::new(),
     };
     let (stop_reason, stop_sequence, output_tokens) = match &reply {
@@ -173,11 +164,7 @@ pub fn messages(ctx: &Ctx, body: &Value) -> Response<MockBody> {
             "content_block_stop",
             json!({"type": "content_block_stop", "index": index}),
         );
-        events.push(if last {
-            Ev::terminal(stop)
-        } else {
-            Ev::meta(stop)
-        });
+        events.push(if last { Ev::terminal(stop) } else { Ev::meta(stop) });
     };
     match &reply {
         Reply::Text(t) => text_block(&mut events, 0, &t.pieces, true),
@@ -227,10 +214,7 @@ pub fn messages(ctx: &Ctx, body: &Value) -> Response<MockBody> {
                "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
                "usage": {"output_tokens": output_tokens}}),
     )));
-    events.push(Ev::terminal(ev(
-        "message_stop",
-        json!({"type": "message_stop"}),
-    )));
+    events.push(Ev::terminal(ev("message_stop", json!({"type": "message_stop"}))));
     ctx.stream(SSE, events, error_event())
 }
 
@@ -247,16 +231,8 @@ pub fn models() -> Response<MockBody> {
             "Claude Sonnet 4.5",
             "2025-09-29T00:00:00Z",
         ),
-        (
-            "claude-haiku-4-5-20251001",
-            "Claude Haiku 4.5",
-            "2025-10-01T00:00:00Z",
-        ),
-        (
-            "claude-opus-4-1-20250805",
-            "Claude Opus 4.1",
-            "2025-08-05T00:00:00Z",
-        ),
+        ("claude-haiku-4-5-20251001", "Claude Haiku 4.5", "2025-10-01T00:00:00Z"),
+        ("claude-opus-4-1-20250805", "Claude Opus 4.1", "2025-08-05T00:00:00Z"),
     ];
     let data: Vec<Value> = models
         .iter()

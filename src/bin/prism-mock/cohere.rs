@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use crate::body::MockBody;
 use crate::reply::{
-    asks_for_tools, embedding, fragments, rand_alnum, text_of, text_reply, uuid, Finish, Limits,
-    Reply, ToolChoice, ToolRequest, TOKENS_PER_CALL,
+    asks_for_tools, embedding, fragments, rand_alnum, text_of, text_reply, uuid, Finish, Limits, Reply, ToolChoice,
+    ToolRequest, TOKENS_PER_CALL,
 };
 use crate::respond::{invalid, json_response, named_event, Ctx, Ev, Provider, SSE};
 
@@ -66,10 +66,7 @@ pub fn chat(ctx: &Ctx, body: &Value) -> Response<MockBody> {
         return invalid(Provider::Cohere, "invalid request: model must be specified");
     }
     let Some(messages) = body.get("messages").and_then(Value::as_array) else {
-        return invalid(
-            Provider::Cohere,
-            "invalid request: messages must be specified",
-        );
+        return invalid(Provider::Cohere, "invalid request: messages must be specified");
     };
     let limits = Limits {
         max_tokens: body.get("max_tokens").and_then(Value::as_u64),
@@ -91,13 +88,7 @@ pub fn chat(ctx: &Ctx, body: &Value) -> Response<MockBody> {
     let plan_pieces: Vec<String> = TOOL_PLAN_WORDS
         .iter()
         .enumerate()
-        .map(|(i, w)| {
-            if i == 0 {
-                (*w).to_owned()
-            } else {
-                format!(" {w}")
-            }
-        })
+        .map(|(i, w)| if i == 0 { (*w).to_owned() } else { format!(" {w}") })
         .collect();
     let (finish, completion) = match &reply {
         Reply::Text(t) => (finish_reason(&t.finish), t.tokens()),
@@ -174,10 +165,7 @@ pub fn chat(ctx: &Ctx, body: &Value) -> Response<MockBody> {
                         }}}}),
                     )));
                 }
-                let end = ev(
-                    "tool-call-end",
-                    json!({"type": "tool-call-end", "index": k}),
-                );
+                let end = ev("tool-call-end", json!({"type": "tool-call-end", "index": k}));
                 events.push(if k + 1 == calls.len() {
                     Ev::terminal(end)
                 } else {
@@ -230,13 +218,8 @@ pub fn embed(ctx: &Ctx, body: &Value) -> Response<MockBody> {
         return invalid(Provider::Cohere, "invalid request: model must be specified");
     }
     let texts: Vec<String> = match (body.get("texts"), body.get("inputs")) {
-        (Some(Value::Array(t)), _) => t
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
-        (None, Some(Value::Array(inputs))) => {
-            inputs.iter().map(|i| text_of(i.get("content"))).collect()
-        }
+        (Some(Value::Array(t)), _) => t.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        (None, Some(Value::Array(inputs))) => inputs.iter().map(|i| text_of(i.get("content"))).collect(),
         _ => Vec::new(),
     };
     if texts.is_empty() {
@@ -273,10 +256,7 @@ pub fn embed(ctx: &Ctx, body: &Value) -> Response<MockBody> {
         },
     };
     let types: Vec<String> = match body.get("embedding_types").and_then(Value::as_array) {
-        Some(t) if !t.is_empty() => t
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect(),
+        Some(t) if !t.is_empty() => t.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
         _ => vec!["float".to_owned()],
     };
     let vectors: Vec<Vec<f32>> = texts.iter().map(|t| embedding(t, dims)).collect();
@@ -301,9 +281,7 @@ pub fn embed(ctx: &Ctx, body: &Value) -> Response<MockBody> {
             other => {
                 return invalid(
                     Provider::Cohere,
-                    &format!(
-                        "invalid request: embedding_types contains an invalid value '{other}'"
-                    ),
+                    &format!("invalid request: embedding_types contains an invalid value '{other}'"),
                 )
             }
         };

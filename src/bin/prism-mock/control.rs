@@ -22,8 +22,7 @@ pub fn handle(state: &State, method: &Method, path: &str, body: &[u8]) -> Respon
         }
         ("GET", "/_mock/stats") => {
             let (requests, paths) = state.stats();
-            let by_path: Map<String, Value> =
-                paths.into_iter().map(|(p, n)| (p, json!(n))).collect();
+            let by_path: Map<String, Value> = paths.into_iter().map(|(p, n)| (p, json!(n))).collect();
             json_response(200, &json!({"requests": requests, "by_path": by_path}))
         }
         ("POST", "/_mock/reset") => {
@@ -44,28 +43,17 @@ fn arm(state: &State, body: &[u8]) -> Response<MockBody> {
         Err(e) => return json_response(400, &json!({"error": format!("invalid JSON: {e}")})),
     };
     let Some(list) = parsed.get("directives").and_then(Value::as_str) else {
-        return json_response(
-            400,
-            &json!({"error": "\"directives\" (string) is required"}),
-        );
+        return json_response(400, &json!({"error": "\"directives\" (string) is required"}));
     };
     let count = match parsed.get("count") {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64() {
             Some(n) => Some(n),
-            None => {
-                return json_response(
-                    400,
-                    &json!({"error": "\"count\" must be a non-negative integer"}),
-                )
-            }
+            None => return json_response(400, &json!({"error": "\"count\" must be a non-negative integer"})),
         },
     };
     state.set_fault(Directives::parse(list), count);
-    json_response(
-        200,
-        &json!({"armed": true, "directives": list, "count": count}),
-    )
+    json_response(200, &json!({"armed": true, "directives": list, "count": count}))
 }
 
 fn last(state: &State) -> Response<MockBody> {

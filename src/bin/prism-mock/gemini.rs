@@ -9,8 +9,7 @@ use serde_json::{json, Value};
 
 use crate::body::MockBody;
 use crate::reply::{
-    asks_for_tools, embedding, rand_alnum, text_reply, Finish, Limits, Reply, ToolChoice,
-    ToolRequest, TOKENS_PER_CALL,
+    asks_for_tools, embedding, rand_alnum, text_reply, Finish, Limits, Reply, ToolChoice, ToolRequest, TOKENS_PER_CALL,
 };
 use crate::respond::{invalid, json_response, Ctx, Ev, Provider};
 
@@ -52,11 +51,7 @@ fn tool_request(body: &Value, contents: &[Value]) -> ToolRequest {
     let allowed: Vec<String> = config
         .and_then(|c| field(c, "allowedFunctionNames", "allowed_function_names"))
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|n| n.as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
         .unwrap_or_default();
     let choice = match config.and_then(|c| c.get("mode")).and_then(Value::as_str) {
         Some("ANY") if allowed.len() == 1 => ToolChoice::Named(allowed[0].clone()),
@@ -249,11 +244,7 @@ pub fn generate(ctx: &Ctx, body: &Value, stream: bool, sse: bool) -> Response<Mo
     } else {
         format!(",\r\n{error}]")
     };
-    ctx.stream(
-        "application/json; charset=UTF-8",
-        events,
-        Bytes::from(error),
-    )
+    ctx.stream("application/json; charset=UTF-8", events, Bytes::from(error))
 }
 
 fn dims_of(ctx: &Ctx, req: &Value) -> Result<usize, Response<MockBody>> {
@@ -287,11 +278,7 @@ pub fn embed(ctx: &Ctx, body: &Value) -> Response<MockBody> {
 
 /// `:batchEmbedContents`: every request's `model` must name the model of the URL.
 pub fn batch_embed(ctx: &Ctx, body: &Value) -> Response<MockBody> {
-    let Some(requests) = body
-        .get("requests")
-        .and_then(Value::as_array)
-        .filter(|r| !r.is_empty())
-    else {
+    let Some(requests) = body.get("requests").and_then(Value::as_array).filter(|r| !r.is_empty()) else {
         return invalid(
             Provider::Gemini,
             "* BatchEmbedContentsRequest.requests: requests is not specified\n",
@@ -312,9 +299,7 @@ pub fn batch_embed(ctx: &Ctx, body: &Value) -> Response<MockBody> {
         if req.get("content").is_none() {
             return invalid(
                 Provider::Gemini,
-                &format!(
-                    "* BatchEmbedContentsRequest.requests[{i}].content: content is not specified\n"
-                ),
+                &format!("* BatchEmbedContentsRequest.requests[{i}].content: content is not specified\n"),
             );
         }
         let dims = match dims_of(ctx, req) {
@@ -329,9 +314,7 @@ pub fn batch_embed(ctx: &Ctx, body: &Value) -> Response<MockBody> {
 /// `:countTokens`.
 pub fn count_tokens(ctx: &Ctx) -> Response<MockBody> {
     let p = ctx.prompt_tokens();
-    ctx.json(
-        &json!({"totalTokens": p, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": p}]}),
-    )
+    ctx.json(&json!({"totalTokens": p, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": p}]}))
 }
 
 /// `GET /v1beta/models`.

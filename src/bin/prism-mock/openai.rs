@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use crate::body::MockBody;
 use crate::reply::{
-    asks_for_tools, embedding, embedding_base64, fragments, now_secs, rand_alnum, text_of,
-    text_reply, Finish, Limits, Reply, ToolChoice, ToolRequest, TOKENS_PER_CALL,
+    asks_for_tools, embedding, embedding_base64, fragments, now_secs, rand_alnum, text_of, text_reply, Finish, Limits,
+    Reply, ToolChoice, ToolRequest, TOKENS_PER_CALL,
 };
 use crate::respond::{data_event, invalid, json_response, Ctx, Ev, Provider, SSE};
 
@@ -104,10 +104,7 @@ pub fn chat(ctx: &Ctx, body: &Value) -> Response<MockBody> {
     let created = now_secs();
     let prompt = ctx.prompt_tokens();
     let call_ids: Vec<String> = match &reply {
-        Reply::Tools(calls) => calls
-            .iter()
-            .map(|_| format!("call_{}", rand_alnum(24)))
-            .collect(),
+        Reply::Tools(calls) => calls.iter().map(|_| format!("call_{}", rand_alnum(24))).collect(),
         Reply::Text(_) => Vec::new(),
     };
 
@@ -151,20 +148,14 @@ pub fn chat(ctx: &Ctx, body: &Value) -> Response<MockBody> {
         }
         data_event(&v)
     };
-    let delta = |d: Value| {
-        chunk(json!([{"index": 0, "delta": d, "logprobs": null, "finish_reason": null}]))
-    };
+    let delta = |d: Value| chunk(json!([{"index": 0, "delta": d, "logprobs": null, "finish_reason": null}]));
 
     let mut events = vec![Ev::meta(delta(
         json!({"role": "assistant", "content": "", "refusal": null}),
     ))];
     let (finish, completion) = match &reply {
         Reply::Text(t) => {
-            events.extend(
-                t.pieces
-                    .iter()
-                    .map(|p| Ev::content(delta(json!({"content": p})))),
-            );
+            events.extend(t.pieces.iter().map(|p| Ev::content(delta(json!({"content": p})))));
             (finish_reason(&t.finish), t.tokens())
         }
         Reply::Tools(calls) => {
@@ -261,12 +252,7 @@ fn embedding_inputs(input: Option<&Value>) -> Option<Vec<String>> {
         Value::Array(items) if items.is_empty() => None,
         Value::Array(items) => {
             if items.iter().all(Value::is_string) {
-                Some(
-                    items
-                        .iter()
-                        .filter_map(|v| v.as_str().map(str::to_owned))
-                        .collect(),
-                )
+                Some(items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
             } else if items.iter().all(Value::is_u64) {
                 Some(vec![Value::Array(items.clone()).to_string()])
             } else if items.iter().all(|v| {
@@ -320,11 +306,7 @@ pub fn embeddings(ctx: &Ctx, body: &Value) -> Response<MockBody> {
         .enumerate()
         .map(|(i, t)| {
             let v = embedding(t, dims);
-            let e = if base64 {
-                json!(embedding_base64(&v))
-            } else {
-                json!(v)
-            };
+            let e = if base64 { json!(embedding_base64(&v)) } else { json!(v) };
             json!({"object": "embedding", "index": i, "embedding": e})
         })
         .collect();

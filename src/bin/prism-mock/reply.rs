@@ -22,10 +22,7 @@ impl Limits {
     pub fn stops_from(value: Option<&Value>) -> Vec<String> {
         match value {
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
+            Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
             _ => Vec::new(),
         }
     }
@@ -113,17 +110,9 @@ impl ToolRequest {
             .into_iter()
             .enumerate()
             .map(|(i, name)| {
-                let args = if i == 0 {
-                    json!({"city": "Paris"})
-                } else {
-                    json!({})
-                };
+                let args = if i == 0 { json!({"city": "Paris"}) } else { json!({}) };
                 let args_json = args.to_string();
-                ToolCall {
-                    name,
-                    args,
-                    args_json,
-                }
+                ToolCall { name, args, args_json }
             })
             .collect();
         Some(calls)
@@ -308,10 +297,7 @@ mod tests {
     #[test]
     fn words_and_limits() {
         let r = text_reply(42, 8, &Limits::default());
-        assert_eq!(
-            r.text(),
-            "prism-mock received 42 bytes. tok1 héllo tok3 tok4"
-        );
+        assert_eq!(r.text(), "prism-mock received 42 bytes. tok1 héllo tok3 tok4");
         assert_eq!(r.tokens(), 8);
         assert_eq!(r.finish, Finish::Stop);
 
@@ -366,9 +352,6 @@ mod tests {
         assert_eq!(t.calls(false).unwrap_or_default()[0].name, "c");
         t.choice = ToolChoice::None;
         assert!(t.calls(true).is_none());
-        assert_eq!(
-            fragments(r#"{"city":"Paris"}"#, 5).concat(),
-            r#"{"city":"Paris"}"#
-        );
+        assert_eq!(fragments(r#"{"city":"Paris"}"#, 5).concat(), r#"{"city":"Paris"}"#);
     }
 }

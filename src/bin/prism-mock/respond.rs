@@ -32,11 +32,7 @@ pub fn set_header(resp: &mut Response<MockBody>, name: &'static str, value: &str
     }
 }
 
-pub fn bytes_response(
-    status: u16,
-    content_type: &'static str,
-    body: MockBody,
-) -> Response<MockBody> {
+pub fn bytes_response(status: u16, content_type: &'static str, body: MockBody) -> Response<MockBody> {
     let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
@@ -135,27 +131,15 @@ impl Ctx {
         if self.directives.reset_after.is_some() {
             let half = body.slice(..body.len() / 2);
             let steps = vec![Step::Data(half), Step::Abort];
-            return bytes_response(
-                200,
-                JSON,
-                MockBody::stream(steps, Duration::ZERO, Split::Whole),
-            );
+            return bytes_response(200, JSON, MockBody::stream(steps, Duration::ZERO, Split::Whole));
         }
         bytes_response(200, JSON, MockBody::full(body))
     }
 
     /// A stream of `events`; `inband_error_after` / `reset_after` cut it after that many content
     /// events and append `error` or an abort. N = 0 puts the error (or abort) first.
-    pub fn stream(
-        &self,
-        content_type: &'static str,
-        events: Vec<Ev>,
-        error: Bytes,
-    ) -> Response<MockBody> {
-        let (cut, tail) = match (
-            self.directives.inband_error_after,
-            self.directives.reset_after,
-        ) {
+    pub fn stream(&self, content_type: &'static str, events: Vec<Ev>, error: Bytes) -> Response<MockBody> {
+        let (cut, tail) = match (self.directives.inband_error_after, self.directives.reset_after) {
             (Some(n), _) => (Some(n), Step::Data(error)),
             (None, Some(n)) => (Some(n), Step::Abort),
             (None, None) => (None, Step::Abort),
@@ -185,11 +169,7 @@ impl Ctx {
             .pace_ms
             .map(Duration::from_millis)
             .unwrap_or(self.token_delay);
-        bytes_response(
-            200,
-            content_type,
-            MockBody::stream(steps, delay, self.split),
-        )
+        bytes_response(200, content_type, MockBody::stream(steps, delay, self.split))
     }
 }
 
@@ -199,12 +179,7 @@ pub fn native_error(provider: Provider, status: u16, model: &str) -> Response<Mo
 }
 
 /// The provider's native error for `status`; `message` replaces the usual one.
-pub fn native_error_with(
-    provider: Provider,
-    status: u16,
-    message: Option<&str>,
-    model: &str,
-) -> Response<MockBody> {
+pub fn native_error_with(provider: Provider, status: u16, message: Option<&str>, model: &str) -> Response<MockBody> {
     match provider {
         Provider::OpenAi => {
             let (kind, code, msg) = openai_error_fields(status, model);
@@ -212,11 +187,7 @@ pub fn native_error_with(
                 status,
                 &json!({"error": {"message": message.unwrap_or(&msg), "type": kind, "param": null, "code": code}}),
             );
-            set_header(
-                &mut resp,
-                "x-request-id",
-                &format!("req_{}", rand_alnum(32)),
-            );
+            set_header(&mut resp, "x-request-id", &format!("req_{}", rand_alnum(32)));
             resp
         }
         Provider::Anthropic => {
@@ -238,10 +209,7 @@ pub fn native_error_with(
         }
         Provider::Cohere => {
             let msg = cohere_error_message(status, model);
-            json_response(
-                status,
-                &json!({"id": uuid(), "message": message.unwrap_or(&msg)}),
-            )
+            json_response(status, &json!({"id": uuid(), "message": message.unwrap_or(&msg)}))
         }
         Provider::Ollama => {
             let msg = match status {
@@ -254,12 +222,7 @@ pub fn native_error_with(
 }
 
 /// The status fault: native error plus `Retry-After` (and Gemini's `RetryInfo` detail on 429).
-pub fn status_fault(
-    provider: Provider,
-    status: u16,
-    retry_after: Option<u64>,
-    model: &str,
-) -> Response<MockBody> {
+pub fn status_fault(provider: Provider, status: u16, retry_after: Option<u64>, model: &str) -> Response<MockBody> {
     let mut resp = if provider == Provider::Gemini && status == 429 {
         let mut err = json!({
             "code": 429,
@@ -271,7 +234,8 @@ pub fn status_fault(
             }]
         });
         if let (Some(secs), Some(details)) = (retry_after, err["details"].as_array_mut()) {
-            details.push(json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{secs}s")}));
+            details
+                .push(json!({"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": format!("{secs}s")}));
         }
         json_response(429, &json!({"error": err}))
     } else {

@@ -14,8 +14,7 @@ use serde_json::Value;
 use crate::body::MockBody;
 use crate::directives::Directives;
 use crate::respond::{
-    bytes_response, malformed, native_error_with, status_fault, unauthorized, Ctx, Provider, JSON,
-    SSE,
+    bytes_response, malformed, native_error_with, status_fault, unauthorized, Ctx, Provider, JSON, SSE,
 };
 use crate::state::{LastRequest, State};
 use crate::{anthropic, cohere, control, gemini, ollama, openai};
@@ -49,7 +48,10 @@ enum Route {
     AnthropicMessages,
     AnthropicCountTokens,
     GeminiModels,
-    Gemini { model: String, method: GeminiMethod },
+    Gemini {
+        model: String,
+        method: GeminiMethod,
+    },
     CohereChat,
     CohereEmbed,
     OllamaTags,
@@ -61,9 +63,7 @@ enum Route {
 impl Route {
     fn provider(&self) -> Provider {
         match self {
-            Route::OpenAiChat | Route::OpenAiCompletions | Route::OpenAiEmbeddings => {
-                Provider::OpenAi
-            }
+            Route::OpenAiChat | Route::OpenAiCompletions | Route::OpenAiEmbeddings => Provider::OpenAi,
             Route::Models(p) | Route::NotFound(p) => *p,
             Route::AnthropicMessages | Route::AnthropicCountTokens => Provider::Anthropic,
             Route::GeminiModels | Route::Gemini { .. } => Provider::Gemini,
@@ -75,11 +75,7 @@ impl Route {
     fn wants_json_body(&self) -> bool {
         !matches!(
             self,
-            Route::Models(_)
-                | Route::GeminiModels
-                | Route::OllamaTags
-                | Route::Image(_)
-                | Route::NotFound(_)
+            Route::Models(_) | Route::GeminiModels | Route::OllamaTags | Route::Image(_) | Route::NotFound(_)
         )
     }
 }
@@ -110,11 +106,8 @@ fn models_provider(headers: &HeaderMap, query: Option<&str>) -> Provider {
         return Provider::Anthropic;
     }
     let cohere_query = query.is_some_and(|q| {
-        q.split('&').any(|kv| {
-            kv.starts_with("endpoint=")
-                || kv.starts_with("page_size=")
-                || kv.starts_with("page_token=")
-        })
+        q.split('&')
+            .any(|kv| kv.starts_with("endpoint=") || kv.starts_with("page_size=") || kv.starts_with("page_token="))
     });
     if cohere_query || headers.contains_key("x-client-name") {
         return Provider::Cohere;
@@ -185,26 +178,19 @@ fn authorized(provider: Provider, headers: &HeaderMap, query: Option<&str>, key:
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     match provider {
         Provider::OpenAi | Provider::Cohere => bearer == Some(key),
         Provider::Anthropic => header(headers, "x-api-key") == Some(key) || bearer == Some(key),
         Provider::Gemini => {
             header(headers, "x-goog-api-key") == Some(key)
-                || query
-                    .is_some_and(|q| q.split('&').any(|kv| kv.strip_prefix("key=") == Some(key)))
+                || query.is_some_and(|q| q.split('&').any(|kv| kv.strip_prefix("key=") == Some(key)))
         }
         Provider::Ollama => true,
     }
 }
 
-pub async fn handle(
-    state: Arc<State>,
-    req: Request<Incoming>,
-) -> Result<Response<MockBody>, Dropped> {
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<MockBody>, Dropped> {
     let (parts, body) = req.into_parts();
     let body: Bytes = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -279,12 +265,7 @@ async fn respond(
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     if let Some(status) = directives.status {
-        return Ok(status_fault(
-            provider,
-            status,
-            directives.retry_after,
-            model,
-        ));
+        return Ok(status_fault(provider, status, directives.retry_after, model));
     }
     if directives.garbage {
         return Ok(bytes_response(
@@ -304,10 +285,7 @@ async fn respond(
         .is_ok_and(|v| v.get("stream") == Some(&Value::Bool(true)));
     if directives.empty {
         let (content_type, body) = if streaming {
-            (
-                SSE,
-                MockBody::stream(Vec::new(), Duration::ZERO, state.config.split),
-            )
+            (SSE, MockBody::stream(Vec::new(), Duration::ZERO, state.config.split))
         } else {
             (JSON, MockBody::full(Bytes::new()))
         };

@@ -84,10 +84,7 @@ impl State {
     }
 
     pub fn stats(&self) -> (u64, Vec<(String, u64)>) {
-        let mut paths: Vec<(String, u64)> = lock(&self.by_path)
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
+        let mut paths: Vec<(String, u64)> = lock(&self.by_path).iter().map(|(k, v)| (k.clone(), *v)).collect();
         paths.sort();
         (self.requests.load(Ordering::Relaxed), paths)
     }
