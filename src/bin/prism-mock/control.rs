@@ -79,6 +79,7 @@ fn last(state: &State) -> Response<MockBody> {
         200,
         &json!({
             "method": last.method.as_str(),
+            "version": last.version,
             "path": last.path,
             "query": last.query,
             "headers": headers,

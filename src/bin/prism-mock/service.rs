@@ -210,6 +210,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Respons
     let method = parts.method;
     let log = state.config.log.then(|| format!("{method} {path}"));
     state.record(LastRequest {
+        version: format!("{:?}", parts.version),
         method,
         path,
         query: query.clone(),

@@ -27,6 +27,8 @@ pub struct Config {
 /// A copy of the last non-control request, rendered only when asked for.
 pub struct LastRequest {
     pub method: Method,
+    /// `HTTP/1.1` or `HTTP/2.0`: lets tests see what the client negotiated.
+    pub version: String,
     pub path: String,
     pub query: Option<String>,
     pub headers: HeaderMap,
