@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{chat_body, collect_stream, Gateway, Mock};
@@ -236,4 +237,96 @@ async fn mid_stream_failure_is_an_error_never_a_clean_finish() {
         assert!(last["error"]["message"].is_string(), "{events:?}");
         assert_eq!(requests(&backup.stats().await), 0, "no failover after the commit point");
     }
+}
+
+/// A local webhook receiver: collects the JSON bodies POSTed to it.
+async fn receiver() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = sock.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(head_end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len: usize = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() < head_end + 4 + len {
+                        continue;
+                    }
+                    if let Ok(v) = serde_json::from_slice::<Value>(&buf[head_end + 4..head_end + 4 + len]) {
+                        sink.lock().unwrap().push(v);
+                    }
+                    buf.drain(..head_end + 4 + len);
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    (port, got)
+}
+
+#[tokio::test]
+async fn alerts_reach_the_webhook_on_every_state_change() {
+    let (port, got) = receiver().await;
+    let (primary, backup) = (Mock::start(), Mock::start());
+    let cfg = config(&primary.v1(), &backup).replace(
+        "[health]\n",
+        &format!("[health]\nalert_webhook = \"http://127.0.0.1:{port}/hooks/prism\"\n"),
+    );
+    let gw = Gateway::start_env(&cfg, &[("PRISM_ADMIN_KEY", "admin-test-key")]).await;
+    primary
+        .control(Method::POST, "fault", Some(json!({"directives": "status=503"})))
+        .await;
+    loop_all_succeed(&gw, 1024, false, 5).await;
+    primary.control(Method::DELETE, "fault", None).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    loop_all_succeed(&gw, 1024, false, 4).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let events: Vec<String> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["event"].as_str().map(str::to_string))
+            .collect();
+        if events == ["breaker_opened", "breaker_half_open", "recovered"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alerts so far: {events:?}\n{}",
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = got.lock().unwrap()[0].clone();
+    assert_eq!(first["provider"], "primary");
+    assert_eq!(first["state"], "ejected");
+    assert!(
+        first["last_error"].as_str().unwrap_or_default().contains("503") || first["last_error"].is_string(),
+        "{first}"
+    );
+    assert!(gw.log().contains("event=breaker_opened"), "a structured log line too");
 }
