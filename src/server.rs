@@ -45,6 +45,7 @@ impl BackgroundService for Lifecycle {
                     started.elapsed().as_millis()
                 );
                 let _ = std::fs::remove_file(&self.pid_file);
+                crate::telemetry::flush_access_log();
                 std::process::exit(0);
             }
         }

@@ -53,8 +53,73 @@ pub fn access_log(session: &Session, ctx: &RequestCtx) {
         "upstream_ms": ctx.upstream_time.as_secs_f64() * 1000.0,
         "error": ctx.error,
     });
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    ACCESS_LOG.write(line.to_string());
+}
+
+/// Access-log lines go to a writer thread through a channel: the request path never makes a
+/// write system call, and lines are written in batches, flushed whenever the queue runs dry.
+pub struct AccessLog {
+    tx: Option<std::sync::mpsc::SyncSender<Msg>>,
+}
+
+enum Msg {
+    Line(String),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+static ACCESS_LOG: std::sync::LazyLock<AccessLog> = std::sync::LazyLock::new(AccessLog::start);
+
+impl AccessLog {
+    fn start() -> AccessLog {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(65_536);
+        let spawned = std::thread::Builder::new()
+            .name("prism-access-log".into())
+            .spawn(move || {
+                let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+                while let Ok(msg) = rx.recv() {
+                    let mut next = Some(msg);
+                    while let Some(m) = next.take() {
+                        match m {
+                            Msg::Line(l) => {
+                                let _ = out.write_all(l.as_bytes());
+                                let _ = out.write_all(b"\n");
+                            }
+                            Msg::Flush(done) => {
+                                let _ = out.flush();
+                                let _ = done.send(());
+                            }
+                        }
+                        next = rx.try_recv().ok();
+                    }
+                    let _ = out.flush();
+                }
+            });
+        AccessLog {
+            tx: spawned.ok().map(|_| tx),
+        }
+    }
+
+    fn write(&self, line: String) {
+        match &self.tx {
+            // A full queue (a stalled stdout) drops the line rather than stall requests.
+            Some(tx) => {
+                if tx.try_send(Msg::Line(line)).is_err() {
+                    log::warn!("access log queue full: line dropped");
+                }
+            }
+            None => println!("{line}"),
+        }
+    }
+}
+
+/// Write out every queued access-log line (before the process exits).
+pub fn flush_access_log() {
+    if let Some(tx) = &ACCESS_LOG.tx {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        if tx.send(Msg::Flush(done_tx)).is_ok() {
+            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(2));
+        }
+    }
 }
 
 pub mod metrics;
