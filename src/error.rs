@@ -235,9 +235,60 @@ impl GatewayError {
     }
 }
 
+/// Remove anything that looks like a credential from an upstream's error message: the
+/// provider key itself, and tokens shaped like API keys (`sk-…`, `AIza…`, bearer tokens),
+/// which some providers echo back partially masked.
+pub fn scrub_secrets(message: &str, key: Option<&str>) -> String {
+    let mut out = match key.filter(|k| k.len() >= 8) {
+        Some(k) => message.replace(k, "[REDACTED]"),
+        None => message.to_string(),
+    };
+    const PREFIXES: &[&str] = &["sk-", "sk_", "AIza", "Bearer ", "bearer ", "key-", "pk-"];
+    let mut result = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    'scan: while !rest.is_empty() {
+        for p in PREFIXES {
+            if rest.starts_with(p) {
+                let after = &rest[p.len()..];
+                let len = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '*' | '.')))
+                    .unwrap_or(after.len());
+                if len >= 6 {
+                    result.push_str("[REDACTED]");
+                    rest = &after[len..];
+                    continue 'scan;
+                }
+            }
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            result.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out = result;
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_scrubbed_from_upstream_messages() {
+        let m = "Incorrect API key provided: sk-proj-********************abcd. You can find your API key at https://x.";
+        let s = scrub_secrets(m, None);
+        assert!(!s.contains("abcd") && s.contains("[REDACTED]"), "{s}");
+        assert!(s.contains("You can find your API key"));
+        let s = scrub_secrets("bad key AIzaSyA1234567890abcdefgh here", None);
+        assert_eq!(s, "bad key [REDACTED] here");
+        let s = scrub_secrets("token mysecretvalue123 rejected", Some("mysecretvalue123"));
+        assert_eq!(s, "token [REDACTED] rejected");
+        assert_eq!(
+            scrub_secrets("task-list is fine; sk-1 too short", None),
+            "task-list is fine; sk-1 too short"
+        );
+    }
 
     #[test]
     fn envelope_has_openai_shape() {

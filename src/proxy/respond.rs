@@ -75,5 +75,7 @@ pub async fn error(
         add_notes(&mut h, n);
     }
     ctx.error = Some(e.label());
+    let mut e = e.clone();
+    e.message = crate::error::scrub_secrets(&e.message, None);
     json(session, ctx, h, e.body()).await
 }

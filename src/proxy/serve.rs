@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use pingora_proxy::Session;
+use secrecy::ExposeSecret;
 
 use super::ctx::RequestCtx;
 use super::request::Parsed;
@@ -254,7 +255,8 @@ impl Call<'_> {
             let headers = std::mem::take(&mut x.headers);
             let raw = x.read_all(1 << 20).await.unwrap_or_default();
             self.upstreams.release(x).await;
-            let e = providers::translate_error(p.kind, status, &headers, &raw, now_unix());
+            let mut e = providers::translate_error(p.kind, status, &headers, &raw, now_unix());
+            e.message = crate::error::scrub_secrets(&e.message, p.api_key.as_ref().map(|k| k.expose_secret()));
             // The client's own mistakes are not retried elsewhere, and do not count against
             // the upstream that reported them.
             if e.fault == Fault::Client {
@@ -280,7 +282,8 @@ impl Call<'_> {
             } else {
                 inner
             };
-            self.relay_stream(session, ctx, x, translator, &req.notes, sent_at)
+            let secret = p.api_key.as_ref().map(|k| k.expose_secret());
+            self.relay_stream(session, ctx, x, translator, &req.notes, sent_at, secret)
                 .await
         } else {
             let read_at = Instant::now();
@@ -334,6 +337,7 @@ impl Call<'_> {
         mut t: Box<dyn StreamTranslator>,
         notes: &Notes,
         sent_at: Instant,
+        secret: Option<&str>,
     ) -> (Attempt, Option<Outcome>) {
         let mut ttft = None;
         let mut out = BytesMut::new();
@@ -354,6 +358,8 @@ impl Call<'_> {
                     return (Attempt::Failed(e), Some(report));
                 }
                 // After the commit point: what was translated, then the error event, then close.
+                let mut e = e;
+                e.message = crate::error::scrub_secrets(&e.message, secret);
                 out.extend_from_slice(&e.sse_event());
                 ctx.error = Some(e.label());
                 let _ = session.write_response_body(Some(out.split().freeze()), true).await;
