@@ -16,8 +16,22 @@ if [ -z "${OPENAI_API_KEY:-}" ]; then
   export OPENAI_BASE_URL="$PRISM_MOCK_URL/v1"
   echo "demo: OPENAI_API_KEY is not set, so OpenAI models are answered by the bundled mock"
 fi
+if [ -z "${ANTHROPIC_API_KEY:-}" ]; then export ANTHROPIC_BASE_URL="$PRISM_MOCK_URL"; fi
+if [ -z "${GEMINI_API_KEY:-}" ]; then export GEMINI_BASE_URL="$PRISM_MOCK_URL"; fi
+# Control plane: an admin key, and a master key kept beside the data so stored provider keys
+# stay readable across demo runs.
+export PRISM_ADMIN_KEY="${PRISM_ADMIN_KEY:-prism-admin-demo}"
+mkdir -p "${PRISM_DATA_DIR:-./data}"
+MASTER_FILE="${PRISM_DATA_DIR:-./data}/demo-master.key"
+if [ -z "${PRISM_MASTER_KEY:-}${PRISM_MASTER_KEY_FILE:-}" ]; then
+  [ -f "$MASTER_FILE" ] || (umask 077 && ./target/release/prism keys generate > "$MASTER_FILE")
+  export PRISM_MASTER_KEY_FILE="$MASTER_FILE"
+fi
 cat <<MSG
-demo: Prism on http://127.0.0.1:8080 (key: $PRISM_API_KEYS). Try:
+demo: Prism on http://127.0.0.1:8080 (gateway key: $PRISM_API_KEYS), control plane on
+      http://127.0.0.1:8081 (admin key: $PRISM_ADMIN_KEY), metrics on http://127.0.0.1:9090/metrics.
+      Models without a provider key set (gpt-4o-mini, anthropic/..., gemini/..., demo) are
+      answered by the bundled mock. Try:
   curl http://127.0.0.1:8080/v1/chat/completions -H "Authorization: Bearer $PRISM_API_KEYS" \\
        -H 'Content-Type: application/json' \\
        -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'

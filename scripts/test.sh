@@ -6,3 +6,5 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 cargo build --bins
 cargo test --all-targets -- --test-threads=4
+# The Python and TypeScript SDKs against a real gateway (binaries built above).
+PRISM_SDK_SKIP_BUILD=1 bash sdk/run-tests.sh
