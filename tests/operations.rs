@@ -70,7 +70,7 @@ fn spawn_load(
             let mut i = 0u64;
             while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
                 i += 1;
-                let stream = (i + w as u64) % 3 == 0;
+                let stream = (i + w as u64).is_multiple_of(3);
                 let model = if stream { "m@pace=40" } else { "m" };
                 let r = client
                     .post(format!("{url}/v1/chat/completions"))

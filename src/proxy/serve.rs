@@ -30,6 +30,14 @@ enum Attempt {
     Stop(GatewayError),
 }
 
+/// What a stream relay needs to know about its attempt.
+struct Relay<'a> {
+    notes: &'a Notes,
+    sent_at: Instant,
+    /// The provider key, scrubbed from any error text sent to the client.
+    secret: Option<&'a str>,
+}
+
 pub struct Call<'a> {
     pub upstreams: &'a Upstreams,
     pub health: &'a Health,
@@ -282,9 +290,12 @@ impl Call<'_> {
             } else {
                 inner
             };
-            let secret = p.api_key.as_ref().map(|k| k.expose_secret());
-            self.relay_stream(session, ctx, x, translator, &req.notes, sent_at, secret)
-                .await
+            let relay = Relay {
+                notes: &req.notes,
+                sent_at,
+                secret: p.api_key.as_ref().map(|k| k.expose_secret()),
+            };
+            self.relay_stream(session, ctx, x, translator, relay).await
         } else {
             let read_at = Instant::now();
             let read = x.read_all(self.max_response).await;
@@ -335,10 +346,9 @@ impl Call<'_> {
         ctx: &mut RequestCtx,
         mut x: Exchange,
         mut t: Box<dyn StreamTranslator>,
-        notes: &Notes,
-        sent_at: Instant,
-        secret: Option<&str>,
+        relay: Relay<'_>,
     ) -> (Attempt, Option<Outcome>) {
+        let Relay { notes, sent_at, secret } = relay;
         let mut ttft = None;
         let mut out = BytesMut::new();
         let mut started = false;
