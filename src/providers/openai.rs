@@ -110,8 +110,54 @@ impl ObjectWriter {
     }
 }
 
+/// Whether a JSON text has a `\u` escape of an unpaired UTF-16 surrogate. Such text is
+/// syntactically JSON but not Unicode; the raw pass-through would forward it verbatim, so it
+/// is refused here as every decoding translator refuses it. One pass over the bytes.
+fn has_lone_surrogate(body: &[u8]) -> bool {
+    let hex = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| u16::from_str_radix(s, 16).ok())
+    };
+    let mut i = 0;
+    while i + 1 < body.len() {
+        if body[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if body[i + 1] != b'u' {
+            i += 2;
+            continue;
+        }
+        let Some(unit) = body.get(i + 2..i + 6).and_then(hex) else {
+            return true;
+        };
+        match unit {
+            0xD800..=0xDBFF => {
+                let low = body.get(i + 6..i + 8) == Some(b"\\u")
+                    && body
+                        .get(i + 8..i + 12)
+                        .and_then(hex)
+                        .is_some_and(|u| (0xDC00..=0xDFFF).contains(&u));
+                if !low {
+                    return true;
+                }
+                i += 12;
+            }
+            0xDC00..=0xDFFF => return true,
+            _ => i += 6,
+        }
+    }
+    false
+}
+
 pub fn build_request(body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
     let members = parse_members(body)?;
+    if has_lone_surrogate(body) {
+        return Err(GatewayError::invalid_request(
+            "The request body contains an invalid Unicode escape (an unpaired surrogate).",
+        ));
+    }
     let kind = ctx.kind;
     let strict = ctx.options.strict;
     let mut notes = Notes::default();
@@ -1115,5 +1161,94 @@ mod tests {
             .unwrap();
         assert_eq!(&b[0..4], &1.0f32.to_le_bytes());
         assert_eq!(&b[4..8], &(-2.5f32).to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    use super::*;
+    use crate::providers::Options;
+
+    fn ctx_for<'a>(kind: Kind, o: &'a Options, im: &'a HashMap<String, (String, String)>) -> Ctx<'a> {
+        Ctx {
+            provider: kind.as_str(),
+            kind,
+            endpoint: Endpoint::Chat,
+            client_model: "m",
+            upstream_model: "m",
+            stream: true,
+            include_usage: true,
+            created: 1,
+            fallback_id: "chatcmpl-x",
+            id_seed: 1,
+            options: o,
+            embed_base64: false,
+            images: im,
+        }
+    }
+
+    #[test]
+    fn lone_surrogates_are_refused_pairs_pass() {
+        let (o, im) = (Options::default(), HashMap::new());
+        for kind in Kind::ALL.into_iter().filter(|k| k.is_openai_compatible()) {
+            let e = build_request(br#"{"moho":"\udeaees}:}"}"#, &ctx_for(kind, &o, &im)).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert!(build_request(br#"{"a":"\ud83d"}"#, &ctx_for(kind, &o, &im)).is_err());
+            // A proper pair, an escaped backslash before `u`, and plain escapes pass.
+            let ok = build_request(br#"{"stop":"\ud83d\ude00 \\udead \u00e9 \n"}"#, &ctx_for(kind, &o, &im)).unwrap();
+            let v: Value = serde_json::from_slice(&ok.body).unwrap();
+            assert_eq!(v["stop"], "😀 \\udead é \n");
+        }
+    }
+}
+
+#[cfg(test)]
+mod fuzz_split_regression {
+    use super::*;
+    use crate::providers::Options;
+
+    fn run(data: &[u8], piece: usize) -> (Result<()>, bool, String) {
+        let (o, im) = (Options::default(), HashMap::new());
+        let c = Ctx {
+            provider: "openai",
+            kind: Kind::Openai,
+            endpoint: Endpoint::Chat,
+            client_model: "m",
+            upstream_model: "m",
+            stream: true,
+            include_usage: false,
+            created: 1,
+            fallback_id: "chatcmpl-x",
+            id_seed: 1,
+            options: &o,
+            embed_base64: false,
+            images: &im,
+        };
+        let mut t = stream_translator(&c);
+        let mut out = BytesMut::new();
+        let mut r = Ok(());
+        for p in data.chunks(piece) {
+            r = t.feed(p, &mut out);
+            if r.is_err() {
+                break;
+            }
+        }
+        if r.is_ok() {
+            r = t.finish(&mut out);
+        }
+        (r, t.committed(), String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[test]
+    fn split_and_whole_agree() {
+        let raw = include_bytes!("../../fuzz/regressions/stream_openai/split-commit-divergence");
+        let data = &raw[3..];
+        let whole = run(data, data.len());
+        let split = run(data, 255);
+        assert_eq!(
+            whole.1, split.1,
+            "committed differs\nwhole: {whole:?}\nsplit: {split:?}"
+        );
+        assert_eq!(whole, split);
     }
 }
