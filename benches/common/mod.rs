@@ -16,9 +16,30 @@ pub const CREATED: u64 = 1_767_225_600;
 /// a backslash) and some non-ASCII, `len` bytes long or a little more.
 pub fn filler(len: usize, seed: usize) -> String {
     const WORDS: [&str; 24] = [
-        "the", "gateway", "translates", "requests", "between", "providers", "and", "returns",
-        "chunks", "\"quoted\"", "tokens", "stream", "café", "naïve", "résumé", "latency",
-        "with", "tools", "line\nbreak", "back\\slash", "of", "a", "model", "answer",
+        "the",
+        "gateway",
+        "translates",
+        "requests",
+        "between",
+        "providers",
+        "and",
+        "returns",
+        "chunks",
+        "\"quoted\"",
+        "tokens",
+        "stream",
+        "café",
+        "naïve",
+        "résumé",
+        "latency",
+        "with",
+        "tools",
+        "line\nbreak",
+        "back\\slash",
+        "of",
+        "a",
+        "model",
+        "answer",
     ];
     let mut s = String::with_capacity(len + 16);
     let mut i = seed;
@@ -46,14 +67,15 @@ pub fn chat_request(model: &str, target: usize) -> Vec<u8> {
              "query": {"type": "string"}, "top_k": {"type": "integer", "minimum": 1, "maximum": 20}},
            "required": ["query"]}}}
     ]);
-    let tail = vec![
+    let tail = [
         json!({"role": "user", "content": "What is the weather in Paris, and what do our docs say about it?"}),
         json!({"role": "assistant", "content": null, "tool_calls": [
             {"id": "call_abc123", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]}),
         json!({"role": "tool", "tool_call_id": "call_abc123", "content": "{\"temp\":18,\"sky\":\"clear\"}"}),
     ];
     let build = |history: &[Value]| -> Vec<u8> {
-        let mut messages = vec![json!({"role": "system", "content": "You are a concise assistant. Use tools when they help."})];
+        let mut messages =
+            vec![json!({"role": "system", "content": "You are a concise assistant. Use tools when they help."})];
         messages.extend(history.iter().cloned());
         messages.extend(tail.iter().cloned());
         let body = json!({
@@ -167,10 +189,12 @@ pub fn openai_stream() -> Vec<Vec<u8>> {
 /// with a ping, message_delta, message_stop.
 pub fn anthropic_stream() -> Vec<Vec<u8>> {
     let mut ev = vec![
-        named(&json!({"type": "message_start", "message": {"id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message",
+        named(
+            &json!({"type": "message_start", "message": {"id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message",
             "role": "assistant", "content": [], "model": "claude-sonnet-4-5-20250929", "stop_reason": null,
             "stop_sequence": null, "usage": {"input_tokens": 1200, "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0, "output_tokens": 1}}})),
+            "cache_read_input_tokens": 0, "output_tokens": 1}}}),
+        ),
         named(&json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
         named(&json!({"type": "ping"})),
     ];
@@ -179,8 +203,10 @@ pub fn anthropic_stream() -> Vec<Vec<u8>> {
             "delta": {"type": "text_delta", "text": token(i)}})));
     }
     ev.push(named(&json!({"type": "content_block_stop", "index": 0})));
-    ev.push(named(&json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-        "usage": {"output_tokens": 994}})));
+    ev.push(named(
+        &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+        "usage": {"output_tokens": 994}}),
+    ));
     ev.push(named(&json!({"type": "message_stop"})));
     ev
 }
@@ -205,8 +231,10 @@ pub fn gemini_stream() -> Vec<Vec<u8>> {
 /// content-end, message-end.
 pub fn cohere_stream() -> Vec<Vec<u8>> {
     let mut ev = vec![
-        named(&json!({"type": "message-start", "id": "5f2a7e3c-0d8b-4a51-9c3e-1b2d3e4f5a6b",
-            "delta": {"message": {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}}})),
+        named(
+            &json!({"type": "message-start", "id": "5f2a7e3c-0d8b-4a51-9c3e-1b2d3e4f5a6b",
+            "delta": {"message": {"role": "assistant", "content": [], "tool_plan": "", "tool_calls": [], "citations": []}}}),
+        ),
         named(&json!({"type": "content-start", "index": 0,
             "delta": {"message": {"content": {"type": "text", "text": ""}}}})),
     ];
@@ -215,16 +243,27 @@ pub fn cohere_stream() -> Vec<Vec<u8>> {
             "delta": {"message": {"content": {"text": token(i)}}}})));
     }
     ev.push(named(&json!({"type": "content-end", "index": 0})));
-    ev.push(named(&json!({"type": "message-end", "delta": {"finish_reason": "COMPLETE",
+    ev.push(named(
+        &json!({"type": "message-end", "delta": {"finish_reason": "COMPLETE",
         "usage": {"billed_units": {"input_tokens": 1200, "output_tokens": 996},
-                  "tokens": {"input_tokens": 1266, "output_tokens": 996}}}})));
+                  "tokens": {"input_tokens": 1266, "output_tokens": 996}}}}),
+    ));
     ev
 }
 
 /// A config of `n` providers (kinds in turn) and `n` routes of two targets each, every
 /// tenth weighted; every fourth provider falls back to the next one.
 pub fn large_config(n: usize) -> String {
-    let kinds = ["openai", "anthropic", "gemini", "cohere", "mistral", "vllm", "ollama", "lmstudio"];
+    let kinds = [
+        "openai",
+        "anthropic",
+        "gemini",
+        "cohere",
+        "mistral",
+        "vllm",
+        "ollama",
+        "lmstudio",
+    ];
     let mut s = String::from("[server]\ndefault_provider = \"p0000\"\n\n[auth]\nenabled = false\n\n");
     for i in 0..n {
         let kind = kinds[i % kinds.len()];
