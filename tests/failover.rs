@@ -107,11 +107,14 @@ async fn status_503_and_first_event_errors_fail_over_then_primary_recovers() {
         primary
             .control(Method::POST, "fault", Some(json!({"directives": "status=503"})))
             .await;
+        let t0 = std::time::Instant::now();
         loop_all_succeed(&gw, size, false, 12).await;
-        assert_eq!(
-            requests(&primary.stats().await),
-            THRESHOLD,
-            "primary ejected after the threshold"
+        let got = requests(&primary.stats().await);
+        // Ejected after the threshold; on a slow machine a loop longer than the cooldown
+        // correctly lets one half-open trial through per elapsed cooldown.
+        assert!(
+            got >= THRESHOLD && got <= THRESHOLD + t0.elapsed().as_secs(),
+            "{got} requests reached the primary; it should be ejected after the threshold"
         );
         assert_eq!(requests(&backup.stats().await), 12);
 
@@ -119,7 +122,7 @@ async fn status_503_and_first_event_errors_fail_over_then_primary_recovers() {
         primary.control(Method::DELETE, "fault", None).await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
         loop_all_succeed(&gw, size, false, 6).await;
-        let served_by_primary = requests(&primary.stats().await) - THRESHOLD;
+        let served_by_primary = requests(&primary.stats().await) - got;
         assert!(
             served_by_primary >= 2,
             "trials reached the recovered primary: {served_by_primary}"
