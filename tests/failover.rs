@@ -120,7 +120,7 @@ async fn status_503_and_first_event_errors_fail_over_then_primary_recovers() {
 
         // Recovery: the breaker half-opens after the cooldown and lets one trial at a time.
         primary.control(Method::DELETE, "fault", None).await;
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        tokio::time::sleep(Duration::from_millis(2100)).await;
         loop_all_succeed(&gw, size, false, 6).await;
         let served_by_primary = requests(&primary.stats().await) - got;
         assert!(
@@ -159,7 +159,7 @@ async fn half_open_admits_only_trials() {
     primary
         .control(Method::POST, "fault", Some(json!({"directives": "delay=400"})))
         .await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let url = gw.url();
@@ -304,7 +304,7 @@ async fn alerts_reach_the_webhook_on_every_state_change() {
         .await;
     loop_all_succeed(&gw, 1024, false, 5).await;
     primary.control(Method::DELETE, "fault", None).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     loop_all_succeed(&gw, 1024, false, 4).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
