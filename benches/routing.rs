@@ -46,6 +46,13 @@ fn routing(c: &mut Criterion) {
     let mut group = c.benchmark_group("config_reload");
     group.throughput(Throughput::Bytes(text.len() as u64));
     group.bench_function("1000_providers_1000_routes", |b| b.iter(|| reload(black_box(&text))));
+    // The two halves of a reload: parse and validate, then build the table.
+    group.bench_function("load_only", |b| b.iter(|| config::load(black_box(&text), &no_env)));
+    if let Ok(parsed) = config::load(&text, &no_env) {
+        group.bench_function("build_only", |b| {
+            b.iter(|| Table::build(black_box(&parsed), Vec::new()))
+        });
+    }
     group.finish();
 }
 

@@ -85,16 +85,17 @@ pub fn chat_request(model: &str, target: usize) -> Vec<u8> {
         });
         serde_json::to_vec(&body).unwrap_or_default()
     };
+    // Grow the history by each message's serialized size (plus its comma), then build once.
     let mut history = Vec::new();
-    let mut body = build(&history);
-    while body.len() < target {
-        let room = target - body.len();
-        let text = filler(room.clamp(16, 4096), history.len());
+    let mut len = build(&history).len();
+    while len < target {
+        let text = filler((target - len).clamp(16, 4096), history.len());
         let role = if history.len() % 2 == 0 { "user" } else { "assistant" };
-        history.push(json!({"role": role, "content": text}));
-        body = build(&history);
+        let message = json!({"role": role, "content": text});
+        len += serde_json::to_vec(&message).map(|m| m.len()).unwrap_or(0) + 1;
+        history.push(message);
     }
-    body
+    build(&history)
 }
 
 /// Owns what a [`Ctx`] borrows.
