@@ -9,7 +9,7 @@
 #   load-tests/run.sh                 full run: 15 s per measurement, 3 repetitions, medians
 #   QUICK=1 load-tests/run.sh         3 s per measurement (smoke test of the harness)
 #   SCENARIOS="chat32 sse20" ...      a subset (chat32 chat256 sse20 anthropic body64k body1m
-#                                     openloop memory)
+#                                     openloop memory bodyhold)
 # Other knobs: DURATION WARMUP REPS RATE MEM_STREAMS MEM_TARGETS MEM_PACE_MS MEM_TOKENS PROXY_CPU LOAD_CPU
 # BASE_PORT OUT PRISM_BIN MOCK_BIN BARE_BIN ACCESS_LOG (Prism's stdout; default a scratch file),
 # PROFILE=1 (perf profiles of each proxy under chat32 and sse20, after the measurements).
@@ -30,7 +30,7 @@ else
 fi
 REPS=${REPS:-3}
 RATE=${RATE:-1000}
-SCENARIOS=${SCENARIOS:-"chat32 chat256 sse20 anthropic body64k body1m openloop memory"}
+SCENARIOS=${SCENARIOS:-"chat32 chat256 sse20 anthropic body64k body1m openloop memory bodyhold"}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 BASE_PORT=${BASE_PORT:-19100}
@@ -254,6 +254,12 @@ wrk_once() { # TARGET BODY CONNS SECS -> WRKJSON payload on stdout (empty on fai
 throughput() {
     local scen=$1 conns=$2 specs=$3 spec t body rep json pid cpu0 cpu1 rss0 hwm
     log "== $scen: $conns connections, ${DURATION}s x $REPS, warm-up ${WARMUP}s"
+    declare -A base=()
+    for spec in $specs; do
+        t=${spec%%=*}
+        ensure_up "$t"
+        base[$t]=$(tree_kb "$(pid_of "$t")" VmRSS) # resident memory before this scenario's load
+    done
     for spec in $specs; do
         t=${spec%%=*} body=$RUN/bodies/${spec#*=}
         ensure_up "$t"
@@ -277,7 +283,7 @@ throughput() {
                 log "   $scen $t rep $rep: wrk failed (see wrk.log)"
                 json='{"rps":0,"failed":true}'
             fi
-            record "{\"scenario\":\"$scen\",\"target\":\"$t\",\"rep\":$rep,\"conns\":$conns,\"cpu_s\":$(awk "BEGIN{print ($cpu1-$cpu0)/$TICKS}"),\"rss_before_kb\":$rss0,\"hwm_kb\":$hwm,\"access_log_lines\":$logged,\"wrk\":$json}"
+            record "{\"scenario\":\"$scen\",\"target\":\"$t\",\"rep\":$rep,\"conns\":$conns,\"cpu_s\":$(awk "BEGIN{print ($cpu1-$cpu0)/$TICKS}"),\"rss_before_kb\":$rss0,\"rss_scenario_start_kb\":${base[$t]},\"hwm_kb\":$hwm,\"access_log_lines\":$logged,\"wrk\":$json}"
             log "   $scen $t rep $rep: $(echo "$json" | python3 "$HERE/tools/lt.py" brief-wrk)"
         done
     done
@@ -347,6 +353,56 @@ memory_one() { # TARGET N
     log "   memory $t $n streams: idle $((idle / 1024)) MiB, open $((peak / 1024)) MiB; $ready; $done_line"
 }
 
+# bodyhold: K requests with a 1 MiB body held inside each proxy at once (the mock delays its
+# answer by MEM_BODY_DELAY_MS), on a fresh proxy: resident memory per held request, in bodies.
+bodyhold() {
+    local k=${BODY_HOLD:-64} t pid idle peak cur hpid out
+    log "== bodyhold: $k requests with a 1 MiB body held at once (answer delayed ${MEM_BODY_DELAY_MS:-5000} ms)"
+    python3 - "$RUN/bodies/body1m.json" "$RUN/bodies/body1m-delay.json" "${MEM_BODY_DELAY_MS:-5000}" <<'PY'
+import json, sys
+b = json.load(open(sys.argv[1]))
+b["model"] = b["model"].split("@")[0] + "@delay=" + sys.argv[3]
+pad = len(json.dumps(b, separators=(",", ":"))) - 1024 * 1024
+b["messages"][0]["content"] = b["messages"][0]["content"][: len(b["messages"][0]["content"]) - pad]
+out = json.dumps(b, separators=(",", ":"))
+assert len(out) == 1024 * 1024
+open(sys.argv[2], "w").write(out)
+PY
+    for t in ${MEM_TARGETS:-nginx bare prism}; do
+        case $t in
+            nginx) stop_one nginx; start_nginx ;;
+            bare) stop_one bare; start_bare ;;
+            prism) stop_one prism; start_prism ;;
+        esac
+        pid=$(pid_of "$t")
+        wrk_once "$t" "$RUN/bodies/body64k.json" 4 1 >/dev/null
+        sleep 1
+        idle=$(tree_kb "$pid" VmRSS)
+        out=$RUN/bodyhold.out
+        : >"$out"
+        taskset -c "$LOAD_CPU" python3 "$HERE/tools/holder.py" --addr "127.0.0.1:$(port_of "$t")" --n "$k" \
+            --body-file "$RUN/bodies/body1m-delay.json" --ready-on-send --connect-parallel "$k" --key "$KEY" \
+            --ramp-secs 20 --max-secs 40 >"$out" 2>>"$OUT/holder.err" &
+        hpid=$!
+        for _ in $(seq 1 200); do grep -q '^READY' "$out" && break; sleep 0.1; done
+        sleep 0.5
+        peak=0
+        for _ in $(seq 1 8); do
+            cur=$(tree_kb "$pid" VmRSS)
+            [ "$cur" -gt "$peak" ] && peak=$cur
+            sleep 0.25
+        done
+        for _ in $(seq 1 450); do kill -0 "$hpid" 2>/dev/null || break; sleep 0.1; done
+        kill "$hpid" 2>/dev/null
+        wait "$hpid" 2>/dev/null
+        local done_line
+        done_line=$(sed -n 's/^DONE //p' "$out")
+        [ -n "$done_line" ] || done_line='{"failed":true}'
+        record "{\"scenario\":\"bodyhold\",\"target\":\"$t\",\"held\":$k,\"idle_kb\":$idle,\"peak_kb\":$peak,\"holder\":$done_line}"
+        log "   bodyhold $t: idle $((idle / 1024)) MiB, $k held $((peak / 1024)) MiB: $(((peak - idle) / k)) KiB per request; $done_line"
+    done
+}
+
 memory() {
     log "== memory: $MEM_STREAMS concurrent streams of ${MEM_TOKENS} events every ${MEM_PACE_MS} ms"
     local t n
@@ -373,6 +429,10 @@ profile() {
     for scen in chat32 sse20; do
         case $scen in chat32) body=chat.json ;; *) body=sse20.json ;; esac
         for t in nginx bare prism; do
+            # a fresh process, warmed up: the memory scenarios leave a fragmented heap behind
+            stop_one "$t"
+            "start_$t"
+            wrk_once "$t" "$RUN/bodies/$body" 32 2 >/dev/null
             pid=$(pid_of "$t")
             log "== profile $scen $t (${DURATION}s)"
             timeout $((DURATION + 30)) perf record -F 1999 -p "$(tree_pids "$pid" | tr ' ' ',')" -o "$RUN/perf.data" \
@@ -402,6 +462,33 @@ for name in sorted(b, key=lambda k: -(b[k] - a[k])):
     if d:
         print(f"{name}: {d} context switches, {d / max(1, reqs):.2f} per request")
 PY
+            # system calls per request (strace -c; slows the proxy down, so counts only, at 8 connections)
+            if command -v strace >/dev/null; then
+                # shellcheck disable=SC2046 # one -p per process of the tree (nginx: master and worker)
+                timeout 30 strace -c -f $(for p in $(tree_pids "$pid"); do echo "-p $p"; done) \
+                    -o "$RUN/strace.out" 2>/dev/null &
+                local spid=$!
+                sleep 1
+                wrk_once "$t" "$RUN/bodies/$body" 8 3 >"$RUN/strace.json"
+                sleep 0.5
+                kill -INT "$spid" 2>/dev/null
+                wait "$spid" 2>/dev/null
+                python3 - "$RUN/strace.out" "$RUN/strace.json" >"$OUT/syscalls-$scen-$t.txt" <<'PY'
+import json, re, sys
+text = open(sys.argv[2]).read().strip()
+reqs = json.loads(text)["requests"] if text else 0
+rows = []
+for line in open(sys.argv[1]):
+    m = re.match(r"\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(\d+\s+)?(\w+)$", line.rstrip())
+    if m and m[3] != "total":
+        rows.append((int(m[1]), m[3]))
+total = sum(c for c, _ in rows)
+print(f"requests: {reqs}; system calls per request: {total / max(1, reqs):.1f}")
+for c, name in sorted(rows, reverse=True):
+    if c / max(1, reqs) >= 0.01:
+        print(f"{name}: {c / max(1, reqs):.2f}")
+PY
+            fi
             perf report -i "$RUN/perf.data" --stdio --no-children -F overhead,dso,sym --percent-limit 0.3 \
                 2>/dev/null | grep -v -e '^#' -e '^$' | sed 's/ *$//' | head -100 >"$OUT/profile-$scen-$t.txt"
         done
@@ -453,6 +540,7 @@ for scen in $SCENARIOS; do
         body1m) throughput body1m 32 "$(specs body1m.json)" ;;
         openloop) openloop ;;
         memory) memory ;;
+        bodyhold) bodyhold ;;
         *) log "unknown scenario $scen (skipped)" ;;
     esac
 done

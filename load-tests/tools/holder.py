@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Hold N concurrent slow SSE streams open through a proxy, for the memory scenario.
+"""Hold N concurrent slow requests open through a proxy, for the memory scenarios.
 
-Opens N keep-alive HTTP/1.1 connections to 127.0.0.1, sends one streaming chat request on
-each and reads the answers slowly arriving (the mock paces them with `model@pace=MS`). Prints
-`READY n` on stdout once every stream has received its response headers (or the ramp deadline
-passed), then `DONE {json}` when every stream ended or the hold deadline passed.
+Opens N keep-alive HTTP/1.1 connections to 127.0.0.1, sends one chat request on each (by
+default a stream the mock paces with `model@pace=MS`; or any body with --body-file, e.g. a
+1 MiB one whose answer the mock delays with `@delay=MS`) and reads the answers. Prints `READY n`
+on stdout once every request has received its response headers, or, with --ready-on-send, once
+every request is written (or the ramp deadline passed), then `DONE {json}` when every answer
+ended or the hold deadline passed.
 
 Bounded: at most N connections, at most `--ramp-secs` to open them, at most `--max-secs` in all.
 Only loopback addresses are accepted.
@@ -25,6 +27,8 @@ def parse_args():
     p.add_argument("--path", default="/v1/chat/completions")
     p.add_argument("--model", default="openai/m@tokens=20,pace=1000")
     p.add_argument("--key", default="sk-loadtest")
+    p.add_argument("--body-file", help="send this JSON body as it is (then --model is not used)")
+    p.add_argument("--ready-on-send", action="store_true", help="READY once every request is written")
     p.add_argument("--connect-parallel", type=int, default=256, help="connects in flight at once")
     p.add_argument("--ramp-secs", type=float, default=30.0, help="deadline for every stream to start")
     p.add_argument("--max-secs", type=float, default=90.0, help="hard deadline for the whole run")
@@ -43,7 +47,7 @@ class Stats:
         self.bytes = 0
 
 
-async def one_stream(host, port, request, stats, gate, started_evt_n):
+async def one_stream(host, port, request, stats, gate, started_evt_n, ready_on_send):
     counted = False
     try:
         async with gate:
@@ -55,6 +59,9 @@ async def one_stream(host, port, request, stats, gate, started_evt_n):
     try:
         writer.write(request)
         await writer.drain()
+        if ready_on_send:
+            started_evt_n()
+            counted = True
         head = await reader.readuntil(b"\r\n\r\n")
         status = head.split(b" ", 2)[1] if head.startswith(b"HTTP/1.1 ") else b"?"
         stats.started += 1
@@ -62,8 +69,19 @@ async def one_stream(host, port, request, stats, gate, started_evt_n):
             stats.ok_status += 1
         else:
             stats.bad_status += 1
-        started_evt_n()
-        counted = True
+        if not counted:
+            started_evt_n()
+            counted = True
+        length = None
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        if length is not None:  # a whole answer (non-streaming): read exactly its body
+            await reader.readexactly(length)
+            stats.bytes += length
+            stats.finished += 1
+            return
         # Read until the chunked body ends (zero-length chunk), or the peer closes after the
         # stream's last event (a close-delimited body).
         tail = b""
@@ -79,7 +97,7 @@ async def one_stream(host, port, request, stats, gate, started_evt_n):
             if tail.endswith(b"\r\n0\r\n\r\n") or tail == b"0\r\n\r\n":
                 stats.finished += 1
                 break
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+    except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         stats.other_errors += 1
         if not counted:
             started_evt_n()
@@ -94,9 +112,13 @@ async def main():
         sys.exit("holder: only loopback targets are allowed")
     port = int(port)
     n = max(0, min(a.n, 100_000))
-    body = json.dumps(
-        {"model": a.model, "stream": True, "messages": [{"role": "user", "content": "hold this stream"}]}
-    ).encode()
+    if a.body_file:
+        with open(a.body_file, "rb") as f:
+            body = f.read()
+    else:
+        body = json.dumps(
+            {"model": a.model, "stream": True, "messages": [{"role": "user", "content": "hold this stream"}]}
+        ).encode()
     request = (
         f"POST {a.path} HTTP/1.1\r\nHost: {a.addr}\r\nAuthorization: Bearer {a.key}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -114,7 +136,7 @@ async def main():
             ready.set()
 
     t0 = time.monotonic()
-    tasks = [asyncio.create_task(one_stream(host, port, request, stats, gate, one_started)) for _ in range(n)]
+    tasks = [asyncio.create_task(one_stream(host, port, request, stats, gate, one_started, a.ready_on_send)) for _ in range(n)]
     if n == 0:
         ready.set()
     try:

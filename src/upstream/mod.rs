@@ -167,7 +167,17 @@ impl Upstreams {
         let header = request_header(p, req).map_err(|e| (FailKind::Io, e))?;
         session.set_write_timeout(Some(p.timeouts.idle));
         session.set_read_timeout(Some(p.timeouts.first_byte));
+        // Pingora's own socket timeouts race ours: either one firing is the same timeout.
         let io = |e: Box<pingora_error::Error>| {
+            if is_timeout(&e) {
+                return (
+                    FailKind::Timeout,
+                    GatewayError::upstream_timeout(format!(
+                        "provider {} did not answer within {:?}",
+                        p.name, p.timeouts.first_byte
+                    )),
+                );
+            }
             (
                 FailKind::Io,
                 GatewayError::bad_upstream(format!(
@@ -238,6 +248,10 @@ impl Exchange {
     pub async fn read_chunk(&mut self) -> Result<Option<Bytes>> {
         match tokio::time::timeout(self.idle, self.session.read_response_body()).await {
             Ok(Ok(b)) => Ok(b),
+            Ok(Err(e)) if is_timeout(&e) => Err(GatewayError::upstream_timeout(format!(
+                "upstream sent nothing for {:?}",
+                self.idle
+            ))),
             Ok(Err(e)) => Err(GatewayError::truncated_stream(format!(
                 "upstream connection failed while reading the body: {}",
                 e.etype().as_str()
@@ -303,4 +317,12 @@ fn fxhash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// A socket read or write that Pingora gave up on after its own timeout.
+fn is_timeout(e: &pingora_error::Error) -> bool {
+    matches!(
+        e.etype(),
+        pingora_error::ErrorType::ReadTimedout | pingora_error::ErrorType::WriteTimedout
+    )
 }
