@@ -381,6 +381,117 @@ pub fn mistral_tool_id(id: &str) -> String {
 }
 
 pub fn translate_response(body: &[u8], ctx: &Ctx) -> Result<Translated> {
+    let base64 =
+        ctx.endpoint == Endpoint::Embeddings && ctx.embed_base64 && matches!(ctx.kind, Kind::Mistral | Kind::Lmstudio);
+    if !base64 {
+        if let Some(t) = translate_response_raw(body, ctx) {
+            return Ok(t);
+        }
+    }
+    translate_response_value(body, ctx)
+}
+
+/// The common case without a value tree: the top-level members are copied as written and
+/// only `model` and `created` are replaced, when no choice needs a repair. `None` sends the
+/// body the general way (`translate_response_value`), which also words every error.
+fn translate_response_raw(body: &[u8], ctx: &Ctx) -> Option<Translated> {
+    let members = serde_json::from_slice::<Members<'_>>(body).ok()?;
+    if has_lone_surrogate(body) {
+        return None;
+    }
+    let mut w = ObjectWriter::new(body.len() + ctx.client_model.len());
+    let mut upstream_model = None;
+    let mut usage = None;
+    let mut model_seen = false;
+    for (i, (k, raw)) in members.0.iter().enumerate() {
+        if members.0[..i].iter().any(|(seen, _)| seen == k) {
+            return None; // a repeated member: the general path keeps the last, as parsers do
+        }
+        match k.as_ref() {
+            "error" if raw.get() != "null" => return None,
+            "model" => {
+                upstream_model = Some(serde_json::from_str::<Option<String>>(raw.get()).ok()?);
+                model_seen = true;
+                w.value("model", &Value::String(ctx.client_model.to_string()));
+            }
+            "created" => w.raw("created", &ctx.created.to_string()),
+            "choices" => {
+                let choices = serde_json::from_str::<Option<Vec<&RawValue>>>(raw.get()).ok()?;
+                if !choices
+                    .unwrap_or_default()
+                    .iter()
+                    .all(|c| ChoiceCheck::clean(c, ctx.kind))
+                {
+                    return None;
+                }
+                w.raw("choices", raw.get());
+            }
+            "usage" => {
+                usage = parse_usage(&serde_json::from_str::<Value>(raw.get()).ok()?);
+                w.raw("usage", raw.get());
+            }
+            _ => w.raw(k, raw.get()),
+        }
+    }
+    if !model_seen {
+        w.value("model", &Value::String(ctx.client_model.to_string()));
+    }
+    Some(Translated {
+        body: w.finish(),
+        usage,
+        upstream_model: upstream_model.flatten(),
+    })
+}
+
+/// What `repair_choice` looks at, to tell whether a choice needs it.
+#[derive(serde::Deserialize)]
+struct ChoiceCheck<'a> {
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "present")]
+    logprobs: bool,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct MessageCheck {
+    #[serde(default, deserialize_with = "present")]
+    content: bool,
+    #[serde(default, deserialize_with = "present")]
+    tool_calls: bool,
+    #[serde(default, deserialize_with = "present")]
+    reasoning: bool,
+    #[serde(default, deserialize_with = "present")]
+    reasoning_content: bool,
+}
+
+impl ChoiceCheck<'_> {
+    /// Whether `repair_choice` would leave this choice as it is.
+    fn clean(raw: &RawValue, kind: Kind) -> bool {
+        let object = |r: &RawValue| r.get().starts_with('{');
+        let Some(c) = object(raw)
+            .then(|| serde_json::from_str::<ChoiceCheck<'_>>(raw.get()).ok())
+            .flatten()
+        else {
+            return false;
+        };
+        let finish_ok = c.finish_reason.as_deref().is_none_or(|r| map_finish(r) == r);
+        let message_ok = match c.message {
+            None => true,
+            Some(m) if m.get() == "null" => true,
+            Some(m) => {
+                object(m)
+                    && serde_json::from_str::<MessageCheck>(m.get()).is_ok_and(|m| {
+                        m.content && !m.tool_calls && (kind == Kind::Openai || !(m.reasoning || m.reasoning_content))
+                    })
+            }
+        };
+        finish_ok && c.logprobs && message_ok
+    }
+}
+
+fn translate_response_value(body: &[u8], ctx: &Ctx) -> Result<Translated> {
     let mut v: Value = serde_json::from_slice(body)
         .map_err(|e| GatewayError::bad_upstream(format!("{} returned invalid JSON: {e}", ctx.provider)))?;
     if !v.is_object() {
@@ -449,6 +560,9 @@ fn map_finish(reason: &str) -> &str {
 
 /// Per-choice repairs on a non-streamed answer.
 fn repair_choice(kind: Kind, c: &mut Value) {
+    if !c.is_object() {
+        return; // indexing a non-object by key would panic
+    }
     if let Some(fr) = c["finish_reason"].as_str() {
         let mapped = map_finish(fr).to_string();
         c["finish_reason"] = json!(mapped);
@@ -468,6 +582,9 @@ fn repair_choice(kind: Kind, c: &mut Value) {
             msg.remove("tool_calls");
         } else {
             for call in calls.iter_mut() {
+                if !call.is_object() || !(call["function"].is_object() || call["function"].is_null()) {
+                    continue; // not a call this can repair; indexing it by key would panic
+                }
                 if call.get("type").is_none() {
                     call["type"] = json!("function");
                 }
@@ -574,6 +691,65 @@ struct CompatStream {
     events: usize,
 }
 
+/// A `chat.completion.chunk` as OpenAI-compatible servers send it, borrowed from the event.
+/// Only what the repairs read; strings are borrowed unless they carry escapes.
+#[derive(serde::Deserialize)]
+struct ChunkIn<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<ChoiceIn<'a>>>,
+    #[serde(borrow, default)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChoiceIn<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    delta: Option<DeltaIn<'a>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct DeltaIn<'a> {
+    /// Present with any value (the general path tests presence, not the value).
+    #[serde(default, deserialize_with = "present")]
+    role: bool,
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<ToolCallIn<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ToolCallIn<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    function: Option<FunctionIn<'a>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct FunctionIn<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
 #[derive(Default)]
 struct ToolIndex {
     up_to_down: HashMap<u64, usize>,
@@ -625,6 +801,15 @@ impl CompatStream {
         if data == "[DONE]" {
             self.done = true;
             return Ok(());
+        }
+        if self.endpoint == Endpoint::Chat && data.trim_start().starts_with('{') {
+            // The common shape, read without a value tree; anything unusual (an error, a type
+            // the typed reader does not take) goes the general way below.
+            if let Ok(chunk) = serde_json::from_str::<ChunkIn<'_>>(data) {
+                if chunk.error.is_none() {
+                    return self.on_chat_chunk(chunk, out);
+                }
+            }
         }
         let mut v: Value = serde_json::from_str(data).map_err(|e| {
             GatewayError::bad_upstream(format!("{} sent an invalid stream event: {e}", self.kind.as_str()))
@@ -703,6 +888,68 @@ impl CompatStream {
                 }
                 let fr = map_finish(fr).to_string();
                 self.emitter.finish(&fr, out);
+                self.finished = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// A chat chunk of the usual shape; the same repairs as the general path in `on_event`.
+    fn on_chat_chunk(&mut self, v: ChunkIn<'_>, out: &mut BytesMut) -> Result<()> {
+        if self.upstream_model.is_none() {
+            self.upstream_model = v.model.map(Cow::into_owned);
+        }
+        if let Some(id) = v.id {
+            if !self.emitter.role_sent() && !id.is_empty() {
+                self.emitter.id = id.into_owned();
+            }
+        }
+        if let Some(u) = v.usage {
+            let u: Value = serde_json::from_str(u.get()).unwrap_or(Value::Null);
+            if !u.is_null() {
+                self.usage = parse_usage(&u);
+                self.usage_value = Some(u);
+            }
+        }
+        for c in v.choices.unwrap_or_default() {
+            if c.index.unwrap_or(0) != 0 {
+                continue;
+            }
+            let delta = c.delta.unwrap_or_default();
+            if let Some(text) = &delta.content {
+                if delta.role {
+                    self.emitter.role(out);
+                }
+                self.emitter.content(text, out);
+            } else if delta.role {
+                self.emitter.role(out);
+            }
+            if let Some(calls) = delta.tool_calls {
+                let idx = self.tools.entry(0).or_default();
+                for call in calls {
+                    let id = call.id.as_deref().filter(|s| !s.is_empty());
+                    let (down, first) = idx.map(call.index.unwrap_or(0), id);
+                    let f = call.function.unwrap_or_default();
+                    let args = f.arguments.as_deref().unwrap_or_default();
+                    if first {
+                        let name = f.name.as_deref().unwrap_or_default();
+                        let id = id
+                            .map(str::to_string)
+                            .unwrap_or_else(|| util::gen_id("call_", down as u64));
+                        self.emitter.tool_call_start(down, &id, name, args, out);
+                    } else {
+                        self.emitter.tool_call_args(down, args, out);
+                    }
+                }
+            }
+            if let Some(fr) = c.finish_reason {
+                if fr == "error" {
+                    return Err(GatewayError::bad_upstream(format!(
+                        "{} ended the generation with an error",
+                        self.kind.as_str()
+                    )));
+                }
+                self.emitter.finish(map_finish(&fr), out);
                 self.finished = true;
             }
         }
@@ -831,6 +1078,120 @@ mod tests {
 
     fn body_json(r: &UpstreamRequest) -> Value {
         serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// The raw response path, where it applies, answers exactly what the value path answers;
+    /// where a repair is needed, it steps aside.
+    #[test]
+    fn raw_response_path_agrees_with_the_value_path() {
+        let o = Options::default();
+        let im = HashMap::new();
+        let cases: &[(&str, bool)] = &[
+            (
+                r#"{"id":"c1","object":"chat.completion","created":5,"model":"up-m","choices":[{"index":0,"message":{"role":"assistant","content":"hi \u00e9 \"q\""},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5},"system_fingerprint":null}"#,
+                true,
+            ),
+            (r#"{"choices":null,"usage":null}"#, true),
+            (r#"{"model":"a","choices":[]}"#, true),
+            // repairs needed: the value path answers
+            (
+                r#"{"model":"a","choices":[{"message":{"content":"x"},"finish_reason":"eos","logprobs":null}]}"#,
+                false,
+            ),
+            (
+                r#"{"model":"a","choices":[{"message":{"content":"x"},"finish_reason":"stop"}]}"#,
+                false,
+            ),
+            (
+                r#"{"model":"a","choices":[{"message":{"role":"assistant"},"finish_reason":"stop","logprobs":null}]}"#,
+                false,
+            ),
+            (
+                r#"{"model":"a","choices":[{"message":{"content":null,"tool_calls":[{"id":"x","function":{"name":"f","arguments":null}}]},"finish_reason":"tool_calls","logprobs":null}]}"#,
+                false,
+            ),
+            (r#"{"model":"a","model":"b","choices":[]}"#, false),
+            (r#"{"model":5,"choices":[]}"#, false),
+            (
+                r#"{"model":"a","choices":[["finish_reason","logprobs",{"content":1}]]}"#,
+                false,
+            ),
+            (r#"{"model":"a","choices":[{"message":"text","logprobs":null}]}"#, false),
+            (r#"{"model":"a","choices":[],"bad":"\udead"}"#, false),
+        ];
+        for (body, raw) in cases {
+            let c = ctx(Kind::Openai, "client-m", &o, &im);
+            let fast = translate_response_raw(body.as_bytes(), &c);
+            assert_eq!(fast.is_some(), *raw, "{body}");
+            let slow = translate_response_value(body.as_bytes(), &c);
+            if let Some(f) = fast {
+                let slow = slow.unwrap();
+                let fv: Value = serde_json::from_slice(&f.body).unwrap();
+                let sv: Value = serde_json::from_slice(&slow.body).unwrap();
+                assert_eq!(fv, sv, "{body}");
+                assert_eq!(fv["model"], "client-m");
+                assert_eq!(f.usage, slow.usage);
+                assert_eq!(f.upstream_model, slow.upstream_model);
+            }
+            // Whatever path: never a panic, and an answer or a clean error.
+            let _ = translate_response(body.as_bytes(), &c);
+        }
+        // Malformed shapes the value path must survive (indexing them by key would panic).
+        for body in [
+            r#"{"choices":[[1],{"message":{"tool_calls":[1,"x",{"function":"s"}]}}]}"#,
+            r#"{"choices":[{"message":{"tool_calls":[{"function":[1]}]}}]}"#,
+        ] {
+            let c = ctx(Kind::Vllm, "m", &o, &im);
+            assert!(translate_response(body.as_bytes(), &c).is_ok(), "{body}");
+        }
+    }
+
+    /// The typed stream reader and the general one repair a chunk the same way.
+    #[test]
+    fn stream_fast_path_agrees_with_the_value_path() {
+        let o = Options::default();
+        let im = HashMap::new();
+        let events = [
+            r#"{"id":"x1","model":"up","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            r#"{"id":"x1","model":"up","choices":[{"index":0,"delta":{"content":"h\u00e9"}}]}"#,
+            r#"{"id":"x1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"f","arguments":""}}]}}]}"#,
+            r#"{"id":"x1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"a\":1}"}}]}}]}"#,
+            r#"{"id":"x1","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c2","function":{"name":"g","arguments":"{}"}}]}}]}"#,
+            r#"{"id":"x1","choices":[{"index":1,"delta":{"content":"other choice"}}]}"#,
+            r#"{"id":"x1","choices":[{"index":0,"delta":{"role":null},"finish_reason":"eos"}]}"#,
+            r#"{"id":"x1","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+        ];
+        let run = |fast: bool| {
+            let mut c = ctx(Kind::Vllm, "client-m", &o, &im);
+            c.stream = true;
+            c.include_usage = true;
+            let mut t = stream_translator(&c);
+            let mut out = BytesMut::new();
+            for e in events {
+                // A repeated `id` member makes the typed reader step aside: the general path.
+                let data = if fast {
+                    e.to_string()
+                } else {
+                    e.replacen("{", "{\"id\":0,", 1)
+                };
+                t.feed(format!("data: {data}\n\n").as_bytes(), &mut out).unwrap();
+            }
+            t.feed(b"data: [DONE]\n\n", &mut out).unwrap();
+            t.finish(&mut out).unwrap();
+            let text = String::from_utf8(out.to_vec()).unwrap();
+            text.split("\n\n")
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter(|d| *d != "[DONE]")
+                .map(|d| serde_json::from_str::<Value>(d).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let fast = run(true);
+        let slow = run(false);
+        assert_eq!(fast.len(), slow.len());
+        for (f, s) in fast.iter().zip(&slow) {
+            assert_eq!(f, s);
+        }
+        assert_eq!(fast.last().unwrap()["usage"]["total_tokens"], 3);
     }
 
     #[test]

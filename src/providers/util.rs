@@ -175,25 +175,32 @@ impl ChunkEmitter {
         self.role_sent
     }
 
-    fn write_chunk(&self, choices: Value, out: &mut BytesMut) {
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        });
-        if self.include_usage {
-            chunk["usage"] = Value::Null;
+    /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":[{"index":0,
+    /// "delta":<delta>,"logprobs":null,"finish_reason":…}]}`, written straight into `out`: no
+    /// value tree per chunk (this runs for every event of every stream).
+    fn write_delta_with(&self, finish_reason: Option<&str>, out: &mut BytesMut, delta: impl FnOnce(&mut BytesMut)) {
+        out.put_slice(b"data: {\"id\":");
+        put_json_str(&self.id, out);
+        out.put_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        put_u64(self.created, out);
+        out.put_slice(b",\"model\":");
+        put_json_str(&self.model, out);
+        out.put_slice(b",\"choices\":[{\"index\":0,\"delta\":");
+        delta(out);
+        out.put_slice(b",\"logprobs\":null,\"finish_reason\":");
+        match finish_reason {
+            Some(r) => put_json_str(r, out),
+            None => out.put_slice(b"null"),
         }
-        write_data(&chunk, out);
+        out.put_slice(b"}]");
+        if self.include_usage {
+            out.put_slice(b",\"usage\":null");
+        }
+        out.put_slice(b"}\n\n");
     }
 
     fn write_delta(&mut self, delta: Value, finish_reason: Option<&str>, out: &mut BytesMut) {
-        self.write_chunk(
-            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}]),
-            out,
-        );
+        self.write_delta_with(finish_reason, out, |out| put_json(&delta, out));
     }
 
     /// An already-shaped chunk (legacy completions), written as-is; it commits the stream.
@@ -206,7 +213,7 @@ impl ChunkEmitter {
     pub fn role(&mut self, out: &mut BytesMut) {
         if !self.role_sent {
             self.role_sent = true;
-            self.write_delta(json!({"role": "assistant", "content": ""}), None, out);
+            self.write_delta_with(None, out, |out| out.put_slice(br#"{"role":"assistant","content":""}"#));
         }
     }
 
@@ -216,7 +223,11 @@ impl ChunkEmitter {
         }
         self.role(out);
         self.committed = true;
-        self.write_delta(json!({"content": text}), None, out);
+        self.write_delta_with(None, out, |out| {
+            out.put_slice(br#"{"content":"#);
+            put_json_str(text, out);
+            out.put_slice(b"}");
+        });
     }
 
     /// A delta with arbitrary extra fields (e.g. `reasoning_content`), committed.
@@ -236,12 +247,17 @@ impl ChunkEmitter {
         }
         self.role(out);
         self.committed = true;
-        self.write_delta(
-            json!({"tool_calls": [{"index": index, "id": id, "type": "function",
-                                   "function": {"name": name, "arguments": arguments}}]}),
-            None,
-            out,
-        );
+        self.write_delta_with(None, out, |out| {
+            out.put_slice(br#"{"tool_calls":[{"index":"#);
+            put_u64(index as u64, out);
+            out.put_slice(br#","id":"#);
+            put_json_str(id, out);
+            out.put_slice(br#","type":"function","function":{"name":"#);
+            put_json_str(name, out);
+            out.put_slice(br#","arguments":"#);
+            put_json_str(arguments, out);
+            out.put_slice(b"}}]}");
+        });
     }
 
     /// A later arguments fragment of tool call `index`; empty fragments are skipped.
@@ -251,11 +267,13 @@ impl ChunkEmitter {
         }
         self.role(out);
         self.committed = true;
-        self.write_delta(
-            json!({"tool_calls": [{"index": index, "function": {"arguments": arguments}}]}),
-            None,
-            out,
-        );
+        self.write_delta_with(None, out, |out| {
+            out.put_slice(br#"{"tool_calls":[{"index":"#);
+            put_u64(index as u64, out);
+            out.put_slice(br#","function":{"arguments":"#);
+            put_json_str(arguments, out);
+            out.put_slice(b"}}]}");
+        });
     }
 
     /// The finish chunk, once.
@@ -266,7 +284,7 @@ impl ChunkEmitter {
         self.role(out);
         self.committed = true;
         self.finished = true;
-        self.write_delta(json!({}), Some(reason), out);
+        self.write_delta_with(Some(reason), out, |out| out.put_slice(b"{}"));
     }
 
     /// The usage chunk (`choices: []`), only when the client asked for it.
@@ -293,11 +311,27 @@ impl ChunkEmitter {
 /// `data: <json>\n\n`
 pub fn write_data(v: &Value, out: &mut BytesMut) {
     out.put_slice(b"data: ");
-    // Serializing a Value into a Vec cannot fail.
-    if let Ok(s) = serde_json::to_vec(v) {
-        out.put_slice(&s);
-    }
+    put_json(v, out);
     out.put_slice(b"\n\n");
+}
+
+/// Serialize a value at the end of `out` (in place: no intermediate buffer).
+pub fn put_json<T: serde::Serialize + ?Sized>(v: &T, out: &mut BytesMut) {
+    let mark = out.len();
+    // Writing to memory does not fail; a value that cannot be serialized leaves `null`.
+    if serde_json::to_writer(out.writer(), v).is_err() {
+        out.truncate(mark);
+        out.put_slice(b"null");
+    }
+}
+
+/// A JSON string literal, escaped.
+pub fn put_json_str(s: &str, out: &mut BytesMut) {
+    put_json(s, out);
+}
+
+pub fn put_u64(n: u64, out: &mut BytesMut) {
+    put_json(&n, out);
 }
 
 /// Compact JSON string of a value (tool arguments); `"{}"` for null or absent.

@@ -356,16 +356,39 @@ impl Call<'_> {
             let t0 = Instant::now();
             let chunk = x.read_chunk().await;
             ctx.upstream_time += t0.elapsed();
-            let (result, end) = match chunk {
-                Ok(Some(c)) => (t.feed(&c, &mut out), false),
+            let (mut result, mut end) = match chunk {
+                Ok(Some(c)) => (t.feed(c, &mut out), false),
                 Ok(None) => (t.finish(&mut out), true),
                 Err(e) => (Err(e), true),
             };
+            // Whatever else the upstream already sent goes out in the same write: one system
+            // call for a burst of events instead of one per event. Only what is ready now is
+            // taken, so nothing waits for it.
+            let mut burst = 0;
+            while result.is_ok() && !end && burst < MAX_BURST_CHUNKS && out.len() < MAX_BURST_BYTES {
+                burst += 1;
+                match x.ready_chunk().await {
+                    None => break,
+                    Some(Ok(Some(c))) => result = t.feed(c, &mut out),
+                    Some(Ok(None)) => (result, end) = (t.finish(&mut out), true),
+                    Some(Err(e)) => (result, end) = (Err(e), true),
+                }
+            }
             if let Err(e) = result {
                 let report = failure(&e);
-                if !started {
+                // Before the commit point the next candidate may still serve; after it (even
+                // when the content and the failure arrived together) the stream is this one's.
+                if !started && !t.committed() {
                     x.abort().await;
                     return (Attempt::Failed(e), Some(report));
+                }
+                if !started {
+                    ctx.ttft = Some(ctx.started.elapsed());
+                    self.finish_ctx(ctx, t.as_ref());
+                    if !start_stream(session, ctx, notes).await {
+                        x.abort().await;
+                        return (Attempt::Done, None);
+                    }
                 }
                 // After the commit point: what was translated, then the error event, then close.
                 let mut e = e;
@@ -383,13 +406,8 @@ impl Call<'_> {
                 ctx.ttft = Some(ctx.started.elapsed());
                 ttft = Some(sent_at.elapsed());
                 self.finish_ctx(ctx, t.as_ref());
-                let mut h = respond::header(200, "text/event-stream", ctx);
-                let _ = h.insert_header("cache-control", "no-cache");
-                respond::add_notes(&mut h, notes);
-                ctx.status = 200;
-                if session.write_response_header(Box::new(h), false).await.is_err() {
+                if !start_stream(session, ctx, notes).await {
                     x.abort().await;
-                    ctx.status = 499;
                     return (Attempt::Done, None);
                 }
             }
@@ -428,6 +446,28 @@ impl Call<'_> {
         }
     }
 }
+
+/// The stream's response header; `false` when the client has gone.
+async fn start_stream(session: &mut Session, ctx: &mut RequestCtx, notes: &Notes) -> bool {
+    let mut h = respond::header(200, "text/event-stream", ctx);
+    let _ = h.insert_header("cache-control", "no-cache");
+    // Without a length, an HTTP/1.1 body would otherwise end by closing the connection:
+    // chunked keeps it alive for the client's next request.
+    if session.req_header().version == http::Version::HTTP_11 {
+        let _ = h.insert_header("transfer-encoding", "chunked");
+    }
+    respond::add_notes(&mut h, notes);
+    ctx.status = 200;
+    if session.write_response_header(Box::new(h), false).await.is_err() {
+        ctx.status = 499;
+        return false;
+    }
+    true
+}
+
+/// Upper bounds on the upstream chunks (and translated bytes) gathered into one client write.
+const MAX_BURST_CHUNKS: usize = 64;
+const MAX_BURST_BYTES: usize = 32 * 1024;
 
 fn failure(e: &GatewayError) -> Outcome {
     Outcome::Failure {

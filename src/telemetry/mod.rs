@@ -2,8 +2,12 @@
 //! (JSON when not a terminal). Metrics join this module.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 use pingora_proxy::Session;
+use serde::Serialize;
 use serde_json::json;
 
 use crate::proxy::ctx::RequestCtx;
@@ -30,96 +34,176 @@ pub fn init_logging() {
 /// One access-log line. Fields are bounded and never carry a key or a prompt.
 pub fn access_log(session: &Session, ctx: &RequestCtx) {
     let req = session.req_header();
-    let usage = ctx
-        .usage
-        .map(|u| json!({"prompt": u.prompt_tokens, "completion": u.completion_tokens, "total": u.total_tokens}));
-    let line = json!({
-        "ts": crate::proxy::serve::now_unix(),
-        "request_id": ctx.request_id,
-        "method": req.method.as_str(),
-        "path": req.uri.path(),
-        "endpoint": ctx.endpoint,
-        "key_id": ctx.key_id,
-        "model": ctx.model,
-        "provider": ctx.provider,
-        "upstream_model": ctx.upstream_model,
-        "stream": ctx.stream,
-        "attempts": ctx.attempts,
-        "failovers": ctx.failovers.iter().map(|(f, t, r)| json!({"from": f, "to": t, "reason": r})).collect::<Vec<_>>(),
-        "status": ctx.status,
-        "tokens": usage,
-        "ttft_ms": ctx.ttft.map(|d| d.as_secs_f64() * 1000.0),
-        "duration_ms": ctx.started.elapsed().as_secs_f64() * 1000.0,
-        "upstream_ms": ctx.upstream_time.as_secs_f64() * 1000.0,
-        "error": ctx.error,
-    });
-    ACCESS_LOG.write(line.to_string());
+    let line = Line {
+        ts: crate::proxy::serve::now_unix(),
+        request_id: &ctx.request_id,
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        endpoint: ctx.endpoint,
+        key_id: ctx.key_id.as_deref(),
+        model: ctx.model.as_deref(),
+        provider: ctx.provider.as_deref(),
+        upstream_model: ctx.upstream_model.as_deref(),
+        stream: ctx.stream,
+        attempts: ctx.attempts,
+        failovers: Failovers(&ctx.failovers),
+        status: ctx.status,
+        tokens: ctx.usage.map(|u| Tokens {
+            prompt: u.prompt_tokens,
+            completion: u.completion_tokens,
+            total: u.total_tokens,
+        }),
+        ttft_ms: ctx.ttft.map(|d| d.as_secs_f64() * 1000.0),
+        duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
+        upstream_ms: ctx.upstream_time.as_secs_f64() * 1000.0,
+        error: ctx.error,
+    };
+    ACCESS_LOG.write(&line);
 }
 
-/// Access-log lines go to a writer thread through a channel: the request path never makes a
-/// write system call, and lines are written in batches, flushed whenever the queue runs dry.
+/// The access-log line, serialized straight into the log buffer (no intermediate tree).
+#[derive(Serialize)]
+struct Line<'a> {
+    ts: u64,
+    request_id: &'a str,
+    method: &'a str,
+    path: &'a str,
+    endpoint: &'a str,
+    key_id: Option<&'a str>,
+    model: Option<&'a str>,
+    provider: Option<&'a str>,
+    upstream_model: Option<&'a str>,
+    stream: bool,
+    attempts: u32,
+    failovers: Failovers<'a>,
+    status: u16,
+    tokens: Option<Tokens>,
+    ttft_ms: Option<f64>,
+    duration_ms: f64,
+    upstream_ms: f64,
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Tokens {
+    prompt: u64,
+    completion: u64,
+    total: u64,
+}
+
+struct Failovers<'a>(&'a [(String, String, &'static str)]);
+
+impl Serialize for Failovers<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for (from, to, reason) in self.0 {
+            seq.serialize_element(&serde_json::json!({"from": from, "to": to, "reason": reason}))?;
+        }
+        seq.end()
+    }
+}
+
+/// Access-log lines are appended to a shared buffer that a writer thread drains every
+/// [`ACCESS_LOG_INTERVAL`] (sooner when it passes [`ACCESS_LOG_WAKE`] bytes): the request path
+/// makes no system call and wakes no thread, and stdout gets large writes.
 pub struct AccessLog {
-    tx: Option<std::sync::mpsc::SyncSender<Msg>>,
+    shared: std::sync::Arc<Shared>,
+    threaded: bool,
 }
 
-enum Msg {
-    Line(String),
-    Flush(std::sync::mpsc::Sender<()>),
+struct Shared {
+    buf: Mutex<Vec<u8>>,
+    /// Held while writing to stdout, so a flush and the writer thread keep lines in order.
+    out: Mutex<()>,
+    wake: Condvar,
+    dropped: AtomicU64,
 }
+
+const ACCESS_LOG_INTERVAL: Duration = Duration::from_millis(100);
+const ACCESS_LOG_WAKE: usize = 256 * 1024;
+/// A stalled stdout drops lines past this much pending output rather than grow without bound.
+const ACCESS_LOG_CAP: usize = 16 * 1024 * 1024;
 
 static ACCESS_LOG: std::sync::LazyLock<AccessLog> = std::sync::LazyLock::new(AccessLog::start);
 
 impl AccessLog {
     fn start() -> AccessLog {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Msg>(65_536);
+        let shared = std::sync::Arc::new(Shared {
+            buf: Mutex::new(Vec::with_capacity(ACCESS_LOG_WAKE)),
+            out: Mutex::new(()),
+            wake: Condvar::new(),
+            dropped: AtomicU64::new(0),
+        });
+        let s = shared.clone();
         let spawned = std::thread::Builder::new()
             .name("prism-access-log".into())
             .spawn(move || {
-                let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
-                while let Ok(msg) = rx.recv() {
-                    let mut next = Some(msg);
-                    while let Some(m) = next.take() {
-                        match m {
-                            Msg::Line(l) => {
-                                let _ = out.write_all(l.as_bytes());
-                                let _ = out.write_all(b"\n");
-                            }
-                            Msg::Flush(done) => {
-                                let _ = out.flush();
-                                let _ = done.send(());
-                            }
-                        }
-                        next = rx.try_recv().ok();
+                let mut spare = Vec::with_capacity(ACCESS_LOG_WAKE);
+                loop {
+                    {
+                        let guard = s.buf.lock().unwrap_or_else(|e| e.into_inner());
+                        let _ = s.wake.wait_timeout(guard, ACCESS_LOG_INTERVAL);
                     }
-                    let _ = out.flush();
+                    s.drain(&mut spare);
                 }
             });
         AccessLog {
-            tx: spawned.ok().map(|_| tx),
+            shared,
+            threaded: spawned.is_ok(),
         }
     }
 
-    fn write(&self, line: String) {
-        match &self.tx {
-            // A full queue (a stalled stdout) drops the line rather than stall requests.
-            Some(tx) => {
-                if tx.try_send(Msg::Line(line)).is_err() {
-                    log::warn!("access log queue full: line dropped");
-                }
+    fn write(&self, line: &Line<'_>) {
+        let s = &self.shared;
+        let mut buf = s.buf.lock().unwrap_or_else(|e| e.into_inner());
+        if buf.len() > ACCESS_LOG_CAP {
+            drop(buf);
+            if s.dropped.fetch_add(1, Ordering::Relaxed).is_multiple_of(10_000) {
+                log::warn!("access log output stalled: lines dropped");
             }
-            None => println!("{line}"),
+            return;
+        }
+        let mark = buf.len();
+        if serde_json::to_writer(&mut *buf, line).is_err() {
+            buf.truncate(mark);
+            return;
+        }
+        buf.push(b'\n');
+        let full = buf.len() >= ACCESS_LOG_WAKE;
+        drop(buf);
+        if !self.threaded {
+            s.drain(&mut Vec::new());
+        } else if full {
+            s.wake.notify_one();
         }
     }
 }
 
-/// Write out every queued access-log line (before the process exits).
-pub fn flush_access_log() {
-    if let Some(tx) = &ACCESS_LOG.tx {
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        if tx.send(Msg::Flush(done_tx)).is_ok() {
-            let _ = done_rx.recv_timeout(std::time::Duration::from_secs(2));
+impl Shared {
+    /// Write out what is pending. `spare` is swapped in as the next buffer (no allocation).
+    fn drain(&self, spare: &mut Vec<u8>) {
+        let _out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
+            if buf.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut *buf, spare);
+        }
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(spare);
+        let _ = stdout.flush();
+        spare.clear();
+        if spare.capacity() > 4 * ACCESS_LOG_WAKE {
+            spare.shrink_to(ACCESS_LOG_WAKE);
         }
     }
+}
+
+/// Write out every pending access-log line (before the process exits).
+pub fn flush_access_log() {
+    ACCESS_LOG.shared.drain(&mut Vec::new());
 }
 
 pub mod metrics;

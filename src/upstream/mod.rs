@@ -35,6 +35,8 @@ pub struct Exchange {
     session: HttpSession,
     peer: HttpPeer,
     idle: Duration,
+    /// The last chunk read, when the protocol hands out owned buffers (HTTP/2).
+    held: Bytes,
     pub status: u16,
     pub headers: http::HeaderMap,
 }
@@ -226,6 +228,7 @@ impl Upstreams {
             session,
             peer,
             idle: p.timeouts.idle,
+            held: Bytes::new(),
             status,
             headers,
         })
@@ -244,23 +247,46 @@ impl Upstreams {
 }
 
 impl Exchange {
-    /// The next body chunk, `None` at the end. A silence longer than the idle timeout is an error.
-    pub async fn read_chunk(&mut self) -> Result<Option<Bytes>> {
-        match tokio::time::timeout(self.idle, self.session.read_response_body()).await {
-            Ok(Ok(b)) => Ok(b),
-            Ok(Err(e)) if is_timeout(&e) => Err(GatewayError::upstream_timeout(format!(
-                "upstream sent nothing for {:?}",
-                self.idle
-            ))),
-            Ok(Err(e)) => Err(GatewayError::truncated_stream(format!(
-                "upstream connection failed while reading the body: {}",
-                e.etype().as_str()
-            ))),
-            Err(_) => Err(GatewayError::upstream_timeout(format!(
-                "upstream sent nothing for {:?}",
-                self.idle
-            ))),
-        }
+    /// The next body chunk, `None` at the end, borrowed from the connection's buffer (HTTP/1:
+    /// no copy). A silence longer than the idle timeout is an error: that is the session's
+    /// own read timeout, set to the idle timeout once the headers are in, so no timer is
+    /// armed here per chunk.
+    pub async fn read_chunk(&mut self) -> Result<Option<&[u8]>> {
+        let read = match &mut self.session {
+            HttpSession::H1(h1) => h1.read_body_ref().await,
+            other => match other.read_response_body().await {
+                Ok(Some(b)) => {
+                    self.held = b;
+                    Ok(Some(&self.held[..]))
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            },
+        };
+        read.map_err(|e| {
+            if is_timeout(&e) {
+                GatewayError::upstream_timeout(format!("upstream sent nothing for {:?}", self.idle))
+            } else {
+                GatewayError::truncated_stream(format!(
+                    "upstream connection failed while reading the body: {}",
+                    e.etype().as_str()
+                ))
+            }
+        })
+    }
+
+    /// The next chunk if it is there now (already buffered, or readable without waiting);
+    /// `None` when reading would wait. Reads are cancel-safe in Pingora, so giving up on a
+    /// pending read loses nothing.
+    pub async fn ready_chunk(&mut self) -> Option<Result<Option<&[u8]>>> {
+        let mut read = std::pin::pin!(self.read_chunk());
+        std::future::poll_fn(move |cx| {
+            std::task::Poll::Ready(match std::future::Future::poll(read.as_mut(), cx) {
+                std::task::Poll::Ready(r) => Some(r),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 
     /// The whole body, refused past `limit` bytes.
@@ -272,7 +298,7 @@ impl Exchange {
                     "upstream answer exceeds {limit} bytes"
                 )));
             }
-            buf.extend_from_slice(&chunk);
+            buf.extend_from_slice(chunk);
         }
         Ok(buf.freeze())
     }

@@ -205,7 +205,9 @@ impl Gateway {
         std::fs::read_to_string(self.dir.join("prism.log")).unwrap_or_default()
     }
 
+    /// The access log so far. Prism writes it out every 100 ms, so this waits a few periods.
     pub fn access_log(&self) -> String {
+        std::thread::sleep(std::time::Duration::from_millis(350));
         std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
     }
 
