@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::auth::KeySet;
 use crate::config::{self, Config, ConfigError, Strategy};
@@ -78,6 +78,11 @@ pub struct Provider {
     pub models: Vec<String>,
     pub fallbacks: Vec<String>,
     pub headers: Vec<(String, String)>,
+    /// The headers every upstream request carries (host, user agent, encoding, auth), parsed
+    /// once here; `wire_extra` are the operator's `headers`, applied last. The auth value is
+    /// marked sensitive, so it never prints.
+    pub wire_base: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub wire_extra: Vec<(http::HeaderName, http::HeaderValue)>,
     pub fetch_images: bool,
     pub discover_models: bool,
     /// Stable identity for health state: name + base URL. Survives reloads.
@@ -145,12 +150,40 @@ impl Provider {
         if let Some(org) = &p.organization {
             headers.push(("openai-organization".into(), org.clone()));
         }
+        let header =
+            |k: &str, v: &str, sensitive: bool| -> Result<(http::HeaderName, http::HeaderValue), ConfigError> {
+                let bad = |what: &str| ConfigError {
+                    path: format!("{path}.headers"),
+                    message: format!("invalid header {what} for {k}"),
+                };
+                let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad("name"))?;
+                let mut value = http::HeaderValue::from_str(v).map_err(|_| bad("value"))?;
+                value.set_sensitive(sensitive);
+                Ok((name, value))
+            };
+        let api_key: Option<SecretString> = p.api_key.clone().filter(|k| !k.is_empty()).map(SecretString::from);
+        let mut wire_base = vec![
+            header("host", &base.authority(), false)?,
+            header("user-agent", concat!("prism/", env!("CARGO_PKG_VERSION")), false)?,
+            header("accept-encoding", "identity", false)?,
+        ];
+        if let Some(key) = &api_key {
+            let (k, v) = kind.auth_header(key.expose_secret());
+            wire_base.push(header(k, &v, true).map_err(|_| ConfigError {
+                path: format!("{path}.api_key"),
+                message: "the api key has characters a header cannot carry".into(),
+            })?);
+        }
+        let wire_extra = headers
+            .iter()
+            .map(|(k, v)| header(k, v, false))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Provider {
             name: name.to_string(),
             kind,
             upstream_id: format!("{name}@{}", base.url),
             base,
-            api_key: p.api_key.clone().filter(|k| !k.is_empty()).map(SecretString::from),
+            api_key,
             options,
             timeouts: Timeouts {
                 connect: p.connect_timeout.map(|d| d.0).unwrap_or(d.connect),
@@ -162,6 +195,8 @@ impl Provider {
             models: p.models.clone(),
             fallbacks: p.fallbacks.clone(),
             headers,
+            wire_base,
+            wire_extra,
             fetch_images: p.fetch_images,
             discover_models: p.discover_models,
             source,

@@ -121,9 +121,12 @@ fn has_lone_surrogate(body: &[u8]) -> bool {
     };
     let mut i = 0;
     while i + 1 < body.len() {
-        if body[i] != b'\\' {
-            i += 1;
-            continue;
+        match memchr::memchr(b'\\', &body[i..]) {
+            Some(at) => i += at,
+            None => return false,
+        }
+        if i + 1 >= body.len() {
+            return false;
         }
         if body[i + 1] != b'u' {
             i += 2;
@@ -416,18 +419,14 @@ fn translate_response_raw(body: &[u8], ctx: &Ctx) -> Option<Translated> {
             }
             "created" => w.raw("created", &ctx.created.to_string()),
             "choices" => {
-                let choices = serde_json::from_str::<Option<Vec<&RawValue>>>(raw.get()).ok()?;
-                if !choices
-                    .unwrap_or_default()
-                    .iter()
-                    .all(|c| ChoiceCheck::clean(c, ctx.kind))
-                {
+                let choices = serde_json::from_str::<Option<Vec<ChoiceCheck<'_>>>>(raw.get()).ok()?;
+                if !choices.unwrap_or_default().iter().all(|c| c.clean(ctx.kind)) {
                     return None;
                 }
                 w.raw("choices", raw.get());
             }
             "usage" => {
-                usage = parse_usage(&serde_json::from_str::<Value>(raw.get()).ok()?);
+                usage = parse_usage_raw(raw);
                 w.raw("usage", raw.get());
             }
             _ => w.raw(k, raw.get()),
@@ -443,15 +442,16 @@ fn translate_response_raw(body: &[u8], ctx: &Ctx) -> Option<Translated> {
     })
 }
 
-/// What `repair_choice` looks at, to tell whether a choice needs it.
+/// What `repair_choice` looks at, to tell whether a choice needs it. (serde also reads an
+/// array into these, by position: harmless, as `repair_choice` leaves a non-object as it is.)
 #[derive(serde::Deserialize)]
 struct ChoiceCheck<'a> {
     #[serde(borrow, default)]
     finish_reason: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "present")]
     logprobs: bool,
-    #[serde(borrow, default)]
-    message: Option<&'a RawValue>,
+    #[serde(default)]
+    message: Option<MessageCheck>,
 }
 
 #[derive(serde::Deserialize)]
@@ -468,26 +468,12 @@ struct MessageCheck {
 
 impl ChoiceCheck<'_> {
     /// Whether `repair_choice` would leave this choice as it is.
-    fn clean(raw: &RawValue, kind: Kind) -> bool {
-        let object = |r: &RawValue| r.get().starts_with('{');
-        let Some(c) = object(raw)
-            .then(|| serde_json::from_str::<ChoiceCheck<'_>>(raw.get()).ok())
-            .flatten()
-        else {
-            return false;
-        };
-        let finish_ok = c.finish_reason.as_deref().is_none_or(|r| map_finish(r) == r);
-        let message_ok = match c.message {
-            None => true,
-            Some(m) if m.get() == "null" => true,
-            Some(m) => {
-                object(m)
-                    && serde_json::from_str::<MessageCheck>(m.get()).is_ok_and(|m| {
-                        m.content && !m.tool_calls && (kind == Kind::Openai || !(m.reasoning || m.reasoning_content))
-                    })
-            }
-        };
-        finish_ok && c.logprobs && message_ok
+    fn clean(&self, kind: Kind) -> bool {
+        let finish_ok = self.finish_reason.as_deref().is_none_or(|r| map_finish(r) == r);
+        let message_ok = self.message.as_ref().is_none_or(|m| {
+            m.content && !m.tool_calls && (kind == Kind::Openai || !(m.reasoning || m.reasoning_content))
+        });
+        finish_ok && self.logprobs && message_ok
     }
 }
 
@@ -596,6 +582,34 @@ fn repair_choice(kind: Kind, c: &mut Value) {
     if !msg.contains_key("content") {
         msg.insert("content".into(), Value::Null);
     }
+}
+
+/// `parse_usage` on raw JSON, without building the value (the counts' siblings are skipped).
+fn parse_usage_raw(raw: &RawValue) -> Option<Usage> {
+    #[derive(serde::Deserialize)]
+    struct Counts<'a> {
+        #[serde(borrow, default)]
+        prompt_tokens: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        completion_tokens: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        total_tokens: Option<&'a RawValue>,
+    }
+    if !raw.get().starts_with('{') {
+        return None;
+    }
+    let Ok(c) = serde_json::from_str::<Counts<'_>>(raw.get()) else {
+        // A shape the typed reader does not take (a repeated member, say): the general way.
+        return parse_usage(&serde_json::from_str(raw.get()).ok()?);
+    };
+    let int = |r: Option<&RawValue>| r.and_then(|r| serde_json::from_str::<u64>(r.get()).ok());
+    let p = int(c.prompt_tokens)?;
+    let comp = int(c.completion_tokens).unwrap_or(0);
+    Some(Usage {
+        prompt_tokens: p,
+        completion_tokens: comp,
+        total_tokens: int(c.total_tokens).unwrap_or(p + comp),
+    })
 }
 
 fn parse_usage(u: &Value) -> Option<Usage> {
@@ -1112,9 +1126,10 @@ mod tests {
             ),
             (r#"{"model":"a","model":"b","choices":[]}"#, false),
             (r#"{"model":5,"choices":[]}"#, false),
+            // read by position, and left as it is by both paths
             (
                 r#"{"model":"a","choices":[["finish_reason","logprobs",{"content":1}]]}"#,
-                false,
+                true,
             ),
             (r#"{"model":"a","choices":[{"message":"text","logprobs":null}]}"#, false),
             (r#"{"model":"a","choices":[],"bad":"\udead"}"#, false),

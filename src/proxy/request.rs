@@ -32,14 +32,26 @@ pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes> {
             .await
             .map_err(|_| GatewayError::invalid_request("client connection failed"))?;
     }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    // A body that arrives as one piece is kept as it came: no copy. Only a second piece
+    // starts a buffer (sized from the declared length).
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
-                if buf.len() + chunk.len() > limit {
+                let have = first.as_ref().map_or(0, Bytes::len) + buf.len();
+                if have + chunk.len() > limit {
                     return Err(GatewayError::too_large(limit));
                 }
-                buf.extend_from_slice(&chunk);
+                match first.take() {
+                    None if buf.is_empty() => first = Some(chunk),
+                    None => buf.extend_from_slice(&chunk),
+                    Some(f) => {
+                        buf.reserve(declared.unwrap_or(f.len() + chunk.len()).min(limit));
+                        buf.extend_from_slice(&f);
+                        buf.extend_from_slice(&chunk);
+                    }
+                }
             }
             Ok(None) => break,
             Err(e) => {
@@ -51,7 +63,7 @@ pub async fn read_body(session: &mut Session, limit: usize) -> Result<Bytes> {
             }
         }
     }
-    Ok(buf.freeze())
+    Ok(first.unwrap_or_else(|| buf.freeze()))
 }
 
 /// The fields the gateway itself needs; everything else stays raw for the translator.

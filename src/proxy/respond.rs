@@ -9,19 +9,21 @@ use super::ctx::RequestCtx;
 use crate::error::GatewayError;
 use crate::providers::Notes;
 
-/// Response header with the gateway's common headers.
-pub fn header(status: u16, content_type: &str, ctx: &RequestCtx) -> ResponseHeader {
+/// Response header with the gateway's common headers. Built without a case map (names go out
+/// in lower case, as HTTP/2 requires and HTTP/1.1 allows), from static names.
+pub fn header(status: u16, content_type: &'static str, ctx: &RequestCtx) -> ResponseHeader {
+    use http::header::{HeaderName, HeaderValue};
     let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     // Building from a valid StatusCode does not fail; the fallback keeps it panic-free.
-    let mut h = ResponseHeader::build(code, Some(8))
+    let mut h = ResponseHeader::build_no_case(code, Some(8))
         .unwrap_or_else(|_| ResponseHeader::from(http::Response::new(()).into_parts().0));
-    let _ = h.insert_header("content-type", content_type);
-    let _ = h.insert_header("x-request-id", ctx.request_id.as_str());
+    let _ = h.insert_header(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let _ = h.insert_header(HeaderName::from_static("x-request-id"), ctx.request_id.as_str());
     if let Some(p) = &ctx.provider {
-        let _ = h.insert_header("x-prism-provider", p.as_str());
+        let _ = h.insert_header(HeaderName::from_static("x-prism-provider"), p.as_str());
     }
     if let Some(m) = &ctx.upstream_model {
-        let _ = h.insert_header("x-prism-upstream-model", m.as_str());
+        let _ = h.insert_header(HeaderName::from_static("x-prism-upstream-model"), m.as_str());
     }
     h
 }
@@ -46,7 +48,7 @@ pub async fn json(
     body: Bytes,
 ) -> pingora_error::Result<()> {
     ctx.status = h.status.as_u16();
-    let _ = h.insert_header("content-length", body.len().to_string());
+    let _ = h.insert_header(http::header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
     if ctx.ttft.is_none() {
         ctx.ttft = Some(ctx.started.elapsed());
     }

@@ -15,7 +15,6 @@ use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::protocols::ALPN;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
-use secrecy::ExposeSecret;
 
 use crate::error::{GatewayError, Result};
 use crate::providers::UpstreamRequest;
@@ -309,32 +308,36 @@ impl Exchange {
 }
 
 fn request_header(p: &Provider, req: &UpstreamRequest) -> Result<RequestHeader> {
-    let mut path = format!("{}{}", p.base.path, req.path);
+    let mut path = String::with_capacity(p.base.path.len() + req.path.len() + 1);
+    path.push_str(&p.base.path);
+    path.push_str(&req.path);
     if path.is_empty() {
         path.push('/');
     }
-    let mut h = RequestHeader::build(req.method, path.as_bytes(), None)
+    // No case map: header names go out in lower case (HTTP/1.1 names are case-insensitive,
+    // HTTP/2 requires lower case), and nothing is allocated per header for it.
+    let mut h = RequestHeader::build_no_case(req.method, path.as_bytes(), Some(8 + req.headers.len()))
         .map_err(|e| GatewayError::internal(format!("cannot build upstream request: {}", e.etype().as_str())))?;
-    let ins = |h: &mut RequestHeader, k: &str, v: &str| -> Result<()> {
-        h.insert_header(k.to_string(), v)
-            .map_err(|_| GatewayError::internal(format!("invalid value for upstream header {k}")))
+    let fixed = |h: &mut RequestHeader, k: &http::HeaderName, v: &http::HeaderValue| {
+        // A valid name and value cannot be refused.
+        let _ = h.insert_header(k.clone(), v.clone());
     };
-    ins(&mut h, "host", &p.base.authority())?;
-    ins(&mut h, "user-agent", concat!("prism/", env!("CARGO_PKG_VERSION")))?;
-    ins(&mut h, "accept-encoding", "identity")?;
-    if req.method != "GET" {
-        ins(&mut h, "content-type", "application/json")?;
-        ins(&mut h, "content-length", &req.body.len().to_string())?;
+    for (k, v) in &p.wire_base {
+        fixed(&mut h, k, v);
     }
-    if let Some(key) = &p.api_key {
-        let (name, value) = p.kind.auth_header(key.expose_secret());
-        ins(&mut h, name, &value)?;
+    if req.method != "GET" {
+        let _ = h.insert_header(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        let _ = h.insert_header(http::header::CONTENT_LENGTH, http::HeaderValue::from(req.body.len()));
     }
     for (k, v) in &req.headers {
-        ins(&mut h, k, v)?;
+        h.insert_header(k.to_string(), v.as_str())
+            .map_err(|_| GatewayError::internal(format!("invalid value for upstream header {k}")))?;
     }
-    for (k, v) in &p.headers {
-        ins(&mut h, k, v)?;
+    for (k, v) in &p.wire_extra {
+        fixed(&mut h, k, v);
     }
     Ok(h)
 }
