@@ -398,47 +398,71 @@ pub fn translate_response(body: &[u8], ctx: &Ctx) -> Result<Translated> {
 /// only `model` and `created` are replaced, when no choice needs a repair. `None` sends the
 /// body the general way (`translate_response_value`), which also words every error.
 fn translate_response_raw(body: &[u8], ctx: &Ctx) -> Option<Translated> {
-    let members = serde_json::from_slice::<Members<'_>>(body).ok()?;
-    if has_lone_surrogate(body) {
+    /// One pass over the answer: the members the gateway reads, borrowed; the rest skipped
+    /// (and checked for syntax). A repeated member is an error here, so it goes the general way.
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow, default)]
+        model: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        created: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        choices: Option<Vec<ChoiceCheck<'a>>>,
+        #[serde(borrow, default)]
+        usage: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        error: Option<&'a RawValue>,
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    // serde reads an array into a struct by position: only an object is this answer.
+    if !text.trim_start().starts_with('{') || has_lone_surrogate(body) {
         return None;
     }
-    let mut w = ObjectWriter::new(body.len() + ctx.client_model.len());
-    let mut upstream_model = None;
-    let mut usage = None;
-    let mut model_seen = false;
-    for (i, (k, raw)) in members.0.iter().enumerate() {
-        if members.0[..i].iter().any(|(seen, _)| seen == k) {
-            return None; // a repeated member: the general path keeps the last, as parsers do
-        }
-        match k.as_ref() {
-            "error" if raw.get() != "null" => return None,
-            "model" => {
-                upstream_model = Some(serde_json::from_str::<Option<String>>(raw.get()).ok()?);
-                model_seen = true;
-                w.value("model", &Value::String(ctx.client_model.to_string()));
-            }
-            "created" => w.raw("created", &ctx.created.to_string()),
-            "choices" => {
-                let choices = serde_json::from_str::<Option<Vec<ChoiceCheck<'_>>>>(raw.get()).ok()?;
-                if !choices.unwrap_or_default().iter().all(|c| c.clean(ctx.kind)) {
-                    return None;
-                }
-                w.raw("choices", raw.get());
-            }
-            "usage" => {
-                usage = parse_usage_raw(raw);
-                w.raw("usage", raw.get());
-            }
-            _ => w.raw(k, raw.get()),
+    let a = serde_json::from_str::<Answer<'_>>(text).ok()?;
+    if a.error.is_some() || !a.choices.unwrap_or_default().iter().all(|c| c.clean(ctx.kind)) {
+        return None;
+    }
+    let upstream_model = match a.model {
+        Some(m) => serde_json::from_str::<Option<String>>(m.get()).ok()?,
+        None => None,
+    };
+    // The output is the input with two values replaced, found by where serde borrowed them.
+    let span = |r: &RawValue| {
+        let start = r.get().as_ptr() as usize - text.as_ptr() as usize;
+        start..start + r.get().len()
+    };
+    let mut model_json = Vec::with_capacity(ctx.client_model.len() + 2);
+    // Serializing a &str cannot fail.
+    let _ = serde_json::to_writer(&mut model_json, ctx.client_model);
+    let created = ctx.created.to_string();
+    let mut edits: Vec<(std::ops::Range<usize>, &[u8])> = Vec::with_capacity(2);
+    match a.model {
+        Some(m) => edits.push((span(m), &model_json)),
+        None => {
+            // No `model` member: one goes first (the value path adds it too).
+            let open = text.find('{')? + 1;
+            edits.push((open..open, b"\"model\":"));
+            edits.push((open..open, &model_json));
+            let empty = text[open..].trim_start().starts_with('}');
+            edits.push((open..open, if empty { b"" } else { b"," }));
         }
     }
-    if !model_seen {
-        w.value("model", &Value::String(ctx.client_model.to_string()));
+    if let Some(c) = a.created {
+        edits.push((span(c), created.as_bytes()));
     }
+    edits.sort_by_key(|(r, _)| r.start);
+    let mut out = BytesMut::with_capacity(body.len() + model_json.len() + 16);
+    let mut at = 0;
+    for (r, with) in edits {
+        out.put_slice(&body[at..r.start]);
+        out.put_slice(with);
+        at = r.end;
+    }
+    out.put_slice(&body[at..]);
     Some(Translated {
-        body: w.finish(),
-        usage,
-        upstream_model: upstream_model.flatten(),
+        body: out.freeze(),
+        usage: a.usage.and_then(parse_usage_raw),
+        upstream_model,
     })
 }
 
@@ -1106,6 +1130,8 @@ mod tests {
                 true,
             ),
             (r#"{"choices":null,"usage":null}"#, true),
+            (r#"{}"#, true),
+            (" { \"id\" : 1 , \"created\" : 7 } ", true),
             (r#"{"model":"a","choices":[]}"#, true),
             // repairs needed: the value path answers
             (
