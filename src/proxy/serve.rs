@@ -208,7 +208,8 @@ impl Call<'_> {
         let fetched;
         let images = if p.fetch_images && images::needs_inline(p.kind) {
             if chat_images.is_none() {
-                match images::fetch_all(body, self.upstreams, self.images).await {
+                // Boxed: a cold path whose future would otherwise swell every request's state.
+                match Box::pin(images::fetch_all(body, self.upstreams, self.images)).await {
                     Ok(m) => *chat_images = Some(m),
                     Err(e) => return (Attempt::Stop(e), None),
                 }
