@@ -899,23 +899,15 @@ impl CompatStream {
             } else if delta.get("role").is_some() {
                 self.emitter.role(out);
             }
-            if let Some(calls) = delta["tool_calls"].as_array() {
-                let idx = self.tools.entry(0).or_default();
-                for call in calls {
-                    let up = call["index"].as_u64().unwrap_or(0);
-                    let id = call["id"].as_str().filter(|s| !s.is_empty());
-                    let (down, first) = idx.map(up, id);
-                    let args = call["function"]["arguments"].as_str().unwrap_or_default();
-                    if first {
-                        let name = call["function"]["name"].as_str().unwrap_or_default();
-                        let id = id
-                            .map(str::to_string)
-                            .unwrap_or_else(|| util::gen_id("call_", down as u64));
-                        self.emitter.tool_call_start(down, &id, name, args, out);
-                    } else {
-                        self.emitter.tool_call_args(down, args, out);
-                    }
-                }
+            for call in delta["tool_calls"].as_array().into_iter().flatten() {
+                let f = &call["function"];
+                self.tool_fragment(
+                    call["index"].as_u64().unwrap_or(0),
+                    call["id"].as_str(),
+                    f["name"].as_str(),
+                    f["arguments"].as_str(),
+                    out,
+                );
             }
             if let Some(fr) = c["finish_reason"].as_str() {
                 if fr == "error" {
@@ -930,6 +922,23 @@ impl CompatStream {
             }
         }
         Ok(())
+    }
+
+    /// One tool-call fragment of choice 0: its downstream index repaired (§5.4), the first
+    /// fragment of a call with its id (generated when the server sent none) and name.
+    fn tool_fragment(&mut self, up: u64, id: Option<&str>, name: Option<&str>, args: Option<&str>, out: &mut BytesMut) {
+        let id = id.filter(|s| !s.is_empty());
+        let (down, first) = self.tools.entry(0).or_default().map(up, id);
+        let args = args.unwrap_or_default();
+        if first {
+            let id = id
+                .map(str::to_string)
+                .unwrap_or_else(|| util::gen_id("call_", down as u64));
+            self.emitter
+                .tool_call_start(down, &id, name.unwrap_or_default(), args, out);
+        } else {
+            self.emitter.tool_call_args(down, args, out);
+        }
     }
 
     /// A chat chunk of the usual shape; the same repairs as the general path in `on_event`.
@@ -962,23 +971,15 @@ impl CompatStream {
             } else if delta.role {
                 self.emitter.role(out);
             }
-            if let Some(calls) = delta.tool_calls {
-                let idx = self.tools.entry(0).or_default();
-                for call in calls {
-                    let id = call.id.as_deref().filter(|s| !s.is_empty());
-                    let (down, first) = idx.map(call.index.unwrap_or(0), id);
-                    let f = call.function.unwrap_or_default();
-                    let args = f.arguments.as_deref().unwrap_or_default();
-                    if first {
-                        let name = f.name.as_deref().unwrap_or_default();
-                        let id = id
-                            .map(str::to_string)
-                            .unwrap_or_else(|| util::gen_id("call_", down as u64));
-                        self.emitter.tool_call_start(down, &id, name, args, out);
-                    } else {
-                        self.emitter.tool_call_args(down, args, out);
-                    }
-                }
+            for call in delta.tool_calls.unwrap_or_default() {
+                let f = call.function.unwrap_or_default();
+                self.tool_fragment(
+                    call.index.unwrap_or(0),
+                    call.id.as_deref(),
+                    f.name.as_deref(),
+                    f.arguments.as_deref(),
+                    out,
+                );
             }
             if let Some(fr) = c.finish_reason {
                 if fr == "error" {
