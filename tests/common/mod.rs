@@ -205,10 +205,22 @@ impl Gateway {
         std::fs::read_to_string(self.dir.join("prism.log")).unwrap_or_default()
     }
 
-    /// The access log so far. Prism writes it out every 100 ms, so this waits a few periods.
+    /// The access log so far. Prism writes it out every 100 ms, so this waits a few periods,
+    /// then until two reads 200 ms apart agree (a loaded machine may delay the writer), at
+    /// most 5 s.
     pub fn access_log(&self) -> String {
-        std::thread::sleep(std::time::Duration::from_millis(350));
-        std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default()
+        let read = || std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut last = read();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let now = read();
+            if now == last || std::time::Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
     }
 
     pub fn pid(&self) -> u32 {
