@@ -34,6 +34,7 @@ impl BackgroundService for Lifecycle {
         self.app.set_ready(true);
         let _ = shutdown.changed().await;
         self.app.set_draining();
+        crate::telemetry::access_log_immediate();
         let started = std::time::Instant::now();
         log::info!("in_flight={} shutdown started: draining", METRICS.in_flight_total());
         // Give in-flight requests the grace period; leave as soon as none is left.

@@ -275,6 +275,14 @@ async fn sigterm_lets_open_streams_finish() {
         "exited after draining\n{}",
         gw.log()
     );
+    // Every stream that finished while draining has its access-log line: nothing was left
+    // in the buffer at exit.
+    let streams = gw
+        .access_log()
+        .lines()
+        .filter(|l| l.contains("\"stream\":true") && l.contains("\"status\":200"))
+        .count();
+    assert_eq!(streams, 5, "{}", gw.access_log());
 }
 
 #[tokio::test]

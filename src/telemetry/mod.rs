@@ -110,6 +110,9 @@ impl Serialize for Failovers<'_> {
 pub struct AccessLog {
     shared: std::sync::Arc<Shared>,
     threaded: bool,
+    /// Set while draining: every line is written at once, so none waits in the buffer when
+    /// the process exits (Pingora may end it when the grace period runs out).
+    immediate: std::sync::atomic::AtomicBool,
 }
 
 struct Shared {
@@ -151,6 +154,7 @@ impl AccessLog {
         AccessLog {
             shared,
             threaded: spawned.is_ok(),
+            immediate: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -172,7 +176,7 @@ impl AccessLog {
         buf.push(b'\n');
         let full = buf.len() >= ACCESS_LOG_WAKE;
         drop(buf);
-        if !self.threaded {
+        if !self.threaded || self.immediate.load(Ordering::Relaxed) {
             s.drain(&mut Vec::new());
         } else if full {
             s.wake.notify_one();
@@ -204,6 +208,13 @@ impl Shared {
 /// Write out every pending access-log line (before the process exits).
 pub fn flush_access_log() {
     ACCESS_LOG.shared.drain(&mut Vec::new());
+}
+
+/// From now on, write each access-log line as it comes (shutdown has begun), after what is
+/// pending.
+pub fn access_log_immediate() {
+    ACCESS_LOG.immediate.store(true, Ordering::Relaxed);
+    flush_access_log();
 }
 
 pub mod metrics;
