@@ -239,13 +239,13 @@ impl GatewayError {
 /// provider key itself, and tokens shaped like API keys (`sk-…`, `AIza…`, bearer tokens),
 /// which some providers echo back partially masked.
 pub fn scrub_secrets(message: &str, key: Option<&str>) -> String {
-    let mut out = match key.filter(|k| k.len() >= 8) {
+    let keyless = match key.filter(|k| k.len() >= 8) {
         Some(k) => message.replace(k, "[REDACTED]"),
         None => message.to_string(),
     };
     const PREFIXES: &[&str] = &["sk-", "sk_", "AIza", "Bearer ", "bearer ", "key-", "pk-"];
-    let mut result = String::with_capacity(out.len());
-    let mut rest = out.as_str();
+    let mut result = String::with_capacity(keyless.len());
+    let mut rest = keyless.as_str();
     'scan: while !rest.is_empty() {
         for p in PREFIXES {
             if rest.starts_with(p) {
@@ -266,8 +266,7 @@ pub fn scrub_secrets(message: &str, key: Option<&str>) -> String {
         }
         rest = chars.as_str();
     }
-    out = result;
-    out
+    result
 }
 
 #[cfg(test)]

@@ -77,10 +77,9 @@ pub struct Provider {
     pub http2: bool,
     pub models: Vec<String>,
     pub fallbacks: Vec<String>,
-    pub headers: Vec<(String, String)>,
     /// The headers every upstream request carries (host, user agent, encoding, auth), parsed
-    /// once here; `wire_extra` are the operator's `headers`, applied last. The auth value is
-    /// marked sensitive, so it never prints.
+    /// once here; `wire_extra` are the operator's `headers` (and `organization`), applied
+    /// last. The auth value is marked sensitive, so it never prints.
     pub wire_base: Vec<(http::HeaderName, http::HeaderValue)>,
     pub wire_extra: Vec<(http::HeaderName, http::HeaderValue)>,
     pub fetch_images: bool,
@@ -194,7 +193,6 @@ impl Provider {
             http2: p.http2,
             models: p.models.clone(),
             fallbacks: p.fallbacks.clone(),
-            headers,
             wire_base,
             wire_extra,
             fetch_images: p.fetch_images,

@@ -458,3 +458,39 @@ async fn models_discovered_from_provider_list_endpoints() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// An SSE answer to an HTTP/1.1 client is chunked, so the connection outlives the stream: a
+/// second request on the same connection is answered (a close-delimited stream would end it).
+#[tokio::test]
+async fn streams_keep_the_client_connection_alive() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mock = Mock::start();
+    let gw = Gateway::start(&config(&mock)).await;
+    let addr = gw.url().trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = chat_body("openai/m", 100, true).to_string();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for round in 0..2 {
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Read until the terminating chunk, within a deadline.
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !seen.ends_with(b"\r\n0\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(n > 0, "round {round}: the connection closed after the stream");
+                seen.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await;
+        let text = String::from_utf8_lossy(&seen).to_lowercase();
+        assert!(read.is_ok(), "round {round}: no terminating chunk: {text}");
+        assert!(text.starts_with("http/1.1 200"), "{text}");
+        assert!(text.contains("transfer-encoding: chunked"), "{text}");
+        assert!(text.contains("data: [done]"), "{text}");
+    }
+}

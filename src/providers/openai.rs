@@ -849,7 +849,7 @@ impl CompatStream {
                 }
             }
         }
-        let mut v: Value = serde_json::from_str(data).map_err(|e| {
+        let v: Value = serde_json::from_str(data).map_err(|e| {
             GatewayError::bad_upstream(format!("{} sent an invalid stream event: {e}", self.kind.as_str()))
         })?;
         if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
@@ -867,38 +867,17 @@ impl CompatStream {
                 0,
             ));
         }
-        if self.upstream_model.is_none() {
-            self.upstream_model = v["model"].as_str().map(str::to_string);
-        }
-        if let Some(id) = v["id"].as_str() {
-            if !self.emitter.role_sent() && !id.is_empty() {
-                self.emitter.id = id.to_string();
-            }
-        }
-        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-            self.usage = parse_usage(u);
-            self.usage_value = Some(u.clone());
-        }
+        self.on_meta(v["model"].as_str(), v["id"].as_str(), v.get("usage").cloned());
         if self.endpoint == Endpoint::Completions {
             return self.on_completion_chunk(v, out);
         }
-        let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) else {
-            return Ok(());
-        };
-        for c in choices.iter_mut() {
+        for c in v["choices"].as_array().into_iter().flatten() {
             if c["index"].as_u64().unwrap_or(0) != 0 {
                 // n > 1 streams: repairs are defined per choice; pass others through as-is.
                 continue;
             }
             let delta = &c["delta"];
-            if let Some(text) = delta["content"].as_str() {
-                if delta.get("role").is_some() {
-                    self.emitter.role(out);
-                }
-                self.emitter.content(text, out);
-            } else if delta.get("role").is_some() {
-                self.emitter.role(out);
-            }
+            self.on_delta(delta.get("role").is_some(), delta["content"].as_str(), out);
             for call in delta["tool_calls"].as_array().into_iter().flatten() {
                 let f = &call["function"];
                 self.tool_fragment(
@@ -910,17 +889,49 @@ impl CompatStream {
                 );
             }
             if let Some(fr) = c["finish_reason"].as_str() {
-                if fr == "error" {
-                    return Err(GatewayError::bad_upstream(format!(
-                        "{} ended the generation with an error",
-                        self.kind.as_str()
-                    )));
-                }
-                let fr = map_finish(fr).to_string();
-                self.emitter.finish(&fr, out);
-                self.finished = true;
+                self.on_finish(fr, out)?;
             }
         }
+        Ok(())
+    }
+
+    /// The chunk's upstream model (kept once), id (adopted until the role chunk is out) and
+    /// usage, whichever path read them.
+    fn on_meta(&mut self, model: Option<&str>, id: Option<&str>, usage: Option<Value>) {
+        if self.upstream_model.is_none() {
+            self.upstream_model = model.map(str::to_string);
+        }
+        if let Some(id) = id.filter(|id| !id.is_empty()) {
+            if !self.emitter.role_sent() {
+                self.emitter.id = id.to_string();
+            }
+        }
+        if let Some(u) = usage.filter(|u| !u.is_null()) {
+            self.usage = parse_usage(&u);
+            self.usage_value = Some(u);
+        }
+    }
+
+    /// Choice 0's role and text.
+    fn on_delta(&mut self, role: bool, content: Option<&str>, out: &mut BytesMut) {
+        if role {
+            self.emitter.role(out);
+        }
+        if let Some(text) = content {
+            self.emitter.content(text, out);
+        }
+    }
+
+    /// Choice 0's finish reason; `error` is an in-band failure.
+    fn on_finish(&mut self, reason: &str, out: &mut BytesMut) -> Result<()> {
+        if reason == "error" {
+            return Err(GatewayError::bad_upstream(format!(
+                "{} ended the generation with an error",
+                self.kind.as_str()
+            )));
+        }
+        self.emitter.finish(map_finish(reason), out);
+        self.finished = true;
         Ok(())
     }
 
@@ -943,34 +954,14 @@ impl CompatStream {
 
     /// A chat chunk of the usual shape; the same repairs as the general path in `on_event`.
     fn on_chat_chunk(&mut self, v: ChunkIn<'_>, out: &mut BytesMut) -> Result<()> {
-        if self.upstream_model.is_none() {
-            self.upstream_model = v.model.map(Cow::into_owned);
-        }
-        if let Some(id) = v.id {
-            if !self.emitter.role_sent() && !id.is_empty() {
-                self.emitter.id = id.into_owned();
-            }
-        }
-        if let Some(u) = v.usage {
-            let u: Value = serde_json::from_str(u.get()).unwrap_or(Value::Null);
-            if !u.is_null() {
-                self.usage = parse_usage(&u);
-                self.usage_value = Some(u);
-            }
-        }
+        let usage = v.usage.and_then(|u| serde_json::from_str(u.get()).ok());
+        self.on_meta(v.model.as_deref(), v.id.as_deref(), usage);
         for c in v.choices.unwrap_or_default() {
             if c.index.unwrap_or(0) != 0 {
                 continue;
             }
             let delta = c.delta.unwrap_or_default();
-            if let Some(text) = &delta.content {
-                if delta.role {
-                    self.emitter.role(out);
-                }
-                self.emitter.content(text, out);
-            } else if delta.role {
-                self.emitter.role(out);
-            }
+            self.on_delta(delta.role, delta.content.as_deref(), out);
             for call in delta.tool_calls.unwrap_or_default() {
                 let f = call.function.unwrap_or_default();
                 self.tool_fragment(
@@ -982,14 +973,7 @@ impl CompatStream {
                 );
             }
             if let Some(fr) = c.finish_reason {
-                if fr == "error" {
-                    return Err(GatewayError::bad_upstream(format!(
-                        "{} ended the generation with an error",
-                        self.kind.as_str()
-                    )));
-                }
-                self.emitter.finish(map_finish(&fr), out);
-                self.finished = true;
+                self.on_finish(&fr, out)?;
             }
         }
         Ok(())

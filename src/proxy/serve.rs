@@ -375,33 +375,16 @@ impl Call<'_> {
                     Some(Err(e)) => (result, end) = (Err(e), true),
                 }
             }
-            if let Err(e) = result {
-                let report = failure(&e);
-                // Before the commit point the next candidate may still serve; after it (even
-                // when the content and the failure arrived together) the stream is this one's.
-                if !started && !t.committed() {
+            // Before the commit point the next candidate may still serve; after it (even when
+            // the content and the failure arrived together) the stream is this one's.
+            let result = match result {
+                Err(e) if !started && !t.committed() => {
                     x.abort().await;
+                    let report = failure(&e);
                     return (Attempt::Failed(e), Some(report));
                 }
-                if !started {
-                    ctx.ttft = Some(ctx.started.elapsed());
-                    self.finish_ctx(ctx, t.as_ref());
-                    if !start_stream(session, ctx, notes).await {
-                        x.abort().await;
-                        return (Attempt::Done, None);
-                    }
-                }
-                // After the commit point: what was translated, then the error event, then close.
-                let mut e = e;
-                e.message = crate::error::scrub_secrets(&e.message, secret);
-                out.extend_from_slice(&e.sse_event());
-                ctx.error = Some(e.label());
-                let _ = session.write_response_body(Some(out.split().freeze()), true).await;
-                session.set_keepalive(None);
-                x.abort().await;
-                self.finish_ctx(ctx, t.as_ref());
-                return (Attempt::Done, Some(report));
-            }
+                r => r,
+            };
             if !started && (t.committed() || end) {
                 started = true;
                 ctx.ttft = Some(ctx.started.elapsed());
@@ -412,6 +395,18 @@ impl Call<'_> {
                     return (Attempt::Done, None);
                 }
             }
+            if let Err(mut e) = result {
+                let report = failure(&e);
+                // After the commit point: what was translated, then the error event, then close.
+                e.message = crate::error::scrub_secrets(&e.message, secret);
+                out.extend_from_slice(&e.sse_event());
+                ctx.error = Some(e.label());
+                let _ = session.write_response_body(Some(out.split().freeze()), true).await;
+                session.set_keepalive(None);
+                x.abort().await;
+                self.finish_ctx(ctx, t.as_ref());
+                return (Attempt::Done, Some(report));
+            }
             if started
                 && (!out.is_empty() || end)
                 && session
@@ -419,12 +414,10 @@ impl Call<'_> {
                     .await
                     .is_err()
             {
-                {
-                    // The client went away: stop reading from the upstream too.
-                    x.abort().await;
-                    ctx.status = 499;
-                    return (Attempt::Done, None);
-                }
+                // The client went away: stop reading from the upstream too.
+                x.abort().await;
+                ctx.status = 499;
+                return (Attempt::Done, None);
             }
             if end {
                 self.finish_ctx(ctx, t.as_ref());

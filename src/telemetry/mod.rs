@@ -93,14 +93,16 @@ struct Tokens {
 
 struct Failovers<'a>(&'a [(String, String, &'static str)]);
 
+#[derive(Serialize)]
+struct Failover<'a> {
+    from: &'a str,
+    to: &'a str,
+    reason: &'a str,
+}
+
 impl Serialize for Failovers<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = s.serialize_seq(Some(self.0.len()))?;
-        for (from, to, reason) in self.0 {
-            seq.serialize_element(&serde_json::json!({"from": from, "to": to, "reason": reason}))?;
-        }
-        seq.end()
+        s.collect_seq(self.0.iter().map(|(from, to, reason)| Failover { from, to, reason }))
     }
 }
 

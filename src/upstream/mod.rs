@@ -166,16 +166,17 @@ impl Upstreams {
         peer: HttpPeer,
     ) -> std::result::Result<Exchange, (FailKind, GatewayError)> {
         let header = request_header(p, req).map_err(|e| (FailKind::Io, e))?;
+        // The first byte has one timer, the `timeout` around the whole send below; the
+        // session's read timeout becomes the idle timeout once the headers are in. A write
+        // that stalls past the idle timeout is a timeout too.
         session.set_write_timeout(Some(p.timeouts.idle));
-        session.set_read_timeout(Some(p.timeouts.first_byte));
-        // Pingora's own socket timeouts race ours: either one firing is the same timeout.
         let io = |e: Box<pingora_error::Error>| {
             if is_timeout(&e) {
                 return (
                     FailKind::Timeout,
                     GatewayError::upstream_timeout(format!(
-                        "provider {} did not answer within {:?}",
-                        p.name, p.timeouts.first_byte
+                        "provider {} stalled for {:?} while the request was sent",
+                        p.name, p.timeouts.idle
                     )),
                 );
             }
