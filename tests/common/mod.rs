@@ -21,13 +21,38 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// A port nothing listens on right now.
+/// A port for a gateway listener (or a dead upstream) that nothing else in the run will take.
+///
+/// A port from `bind(0)` is only free until someone else binds: the mocks listen on port 0,
+/// and every outbound connection takes an ephemeral port, so between this call and the
+/// gateway's own bind another process could take it (and then answer the gateway's requests).
+/// Ports come from below the kernel's ephemeral range instead (32768 and up on Linux), from
+/// one counter per test process, offset by the process id so that test binaries running side
+/// by side stay apart; a port found in use is skipped.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 10_000;
+    // The first ephemeral port; 32768 when the kernel does not say.
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()))
+        .unwrap_or(32_768);
+    if ephemeral < FIRST + 2_000 {
+        // No room below the ephemeral range: fall back to a port the kernel picks.
+        return std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind")
+            .port();
+    }
+    let span = ephemeral - FIRST;
+    let offset = (std::process::id() % 64) * (span / 64);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = u16::try_from(FIRST + (offset + n) % span).expect("port in range");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub struct Mock {
