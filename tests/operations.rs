@@ -323,18 +323,27 @@ async fn socket_handover_loses_no_request() {
 async fn metrics_after_traffic_carry_every_series_and_no_secret() {
     let mock = Mock::start();
     let gw = Gateway::start(&format!("{}[providers.backup]\nkind = \"openai\"\nbase_url = \"{}\"\n[providers.dead]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}/v1\"\nfallbacks = [\"backup/m\"]\n", base_config(&mock, ""), mock.v1(), common::free_port())).await;
-    gw.chat(&chat_body("openai/m", 200, false)).await;
+    assert_eq!(gw.chat(&chat_body("openai/m", 200, false)).await.0, 200);
     let mut b = chat_body("openai/m", 200, true);
     b["stream_options"] = serde_json::json!({"include_usage": true});
-    gw.chat_stream(&b).await;
-    gw.chat(&chat_body("dead/m", 200, false)).await;
-    gw.chat(&chat_body("nope/m", 200, false)).await;
-    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", gw.metrics_port))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(gw.chat_stream(&b).await.0, 200);
+    assert_eq!(gw.chat(&chat_body("dead/m", 200, false)).await.0, 200);
+    assert_eq!(gw.chat(&chat_body("nope/m", 200, false)).await.0, 404);
+    // A request is counted once its answer is out, so the last one may trail the client.
+    let last = "prism_requests_total{endpoint=\"chat\",model=\"none\",provider=\"none\",status=\"404\"} 1";
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = reqwest::get(format!("http://127.0.0.1:{}/metrics", gw.metrics_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains(last) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for series in [
         "prism_requests_total{endpoint=\"chat\",model=\"openai/m\",provider=\"openai\",status=\"200\"}",
         "gen_ai_client_operation_duration_seconds_bucket",
@@ -345,6 +354,7 @@ async fn metrics_after_traffic_carry_every_series_and_no_secret() {
         "prism_in_flight{kind=\"stream\"} 0",
         "prism_failovers_total{from=\"dead\",reason=\"bad_upstream\",to=\"backup\"} 1",
         "prism_config_hash",
+        last,
         "prism_upstream_health{provider=\"openai\",state=\"healthy\"} 1",
         "prism_upstream_breaker_state{provider=\"dead\"} 0",
         "process_resident_memory_bytes",

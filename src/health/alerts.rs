@@ -72,7 +72,7 @@ impl Webhook {
         let req = UpstreamRequest {
             method: "POST",
             path: String::new(),
-            body: Bytes::from(alert.to_string()),
+            body: Bytes::from(alert.to_string()).into(),
             headers: Vec::new(),
             notes: Notes::default(),
         };

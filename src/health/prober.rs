@@ -32,7 +32,7 @@ pub async fn probe(
     let req = UpstreamRequest {
         method: "GET",
         path: providers::models_path(p.kind).to_string(),
-        body: Bytes::new(),
+        body: Bytes::new().into(),
         headers: Vec::new(),
         notes: Notes::default(),
     };

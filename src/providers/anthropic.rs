@@ -325,7 +325,7 @@ pub fn build_request(body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
     Ok(UpstreamRequest {
         method: "POST",
         path: MESSAGES_PATH.to_string(),
-        body: Bytes::from(body),
+        body: Bytes::from(body).into(),
         headers: vec![("anthropic-version", API_VERSION.to_string())],
         notes,
     })
@@ -1705,7 +1705,7 @@ mod tests {
     }
 
     fn body(r: &UpstreamRequest) -> Value {
-        serde_json::from_slice(&r.body).unwrap()
+        serde_json::from_slice(&r.body.contiguous()).unwrap()
     }
 
     fn parse(s: &str) -> Value {

@@ -221,7 +221,7 @@ fn build_chat(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
     Ok(UpstreamRequest {
         method: "POST",
         path: "/v2/chat".to_string(),
-        body: to_bytes(&Value::Object(out))?,
+        body: to_bytes(&Value::Object(out))?.into(),
         headers: Vec::new(),
         notes,
     })
@@ -442,7 +442,7 @@ fn build_embeddings(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
     Ok(UpstreamRequest {
         method: "POST",
         path: "/v2/embed".to_string(),
-        body: to_bytes(&Value::Object(out))?,
+        body: to_bytes(&Value::Object(out))?.into(),
         headers: Vec::new(),
         notes,
     })
@@ -840,7 +840,7 @@ mod tests {
     }
 
     fn body(r: &UpstreamRequest) -> Value {
-        serde_json::from_slice(&r.body).unwrap()
+        serde_json::from_slice(&r.body.contiguous()).unwrap()
     }
 
     fn strs(v: &[String]) -> Vec<&str> {

@@ -196,7 +196,7 @@ fn build_chat(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
     Ok(UpstreamRequest {
         method: "POST",
         path,
-        body: to_bytes(&Value::Object(body))?,
+        body: to_bytes(&Value::Object(body))?.into(),
         headers: Vec::new(),
         notes,
     })
@@ -659,7 +659,7 @@ fn build_embeddings(fields: &Fields, ctx: &Ctx) -> Result<UpstreamRequest> {
     Ok(UpstreamRequest {
         method: "POST",
         path,
-        body: to_bytes(&body)?,
+        body: to_bytes(&body)?.into(),
         headers: Vec::new(),
         notes,
     })
@@ -1481,7 +1481,7 @@ pub(super) mod tests {
     }
 
     fn body(r: &UpstreamRequest) -> Value {
-        serde_json::from_slice(&r.body).unwrap()
+        serde_json::from_slice(&r.body.contiguous()).unwrap()
     }
 
     fn strs(v: &[String]) -> Vec<&str> {

@@ -166,13 +166,59 @@ pub struct Ctx<'a> {
     pub images: &'a HashMap<String, (String, String)>,
 }
 
+/// A request body, sent as its pieces back to back. A translation that passes a large member
+/// of the client's body through unchanged sends it as a slice of the client's buffer, so the
+/// body is held once however many attempts it takes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Whole(Bytes),
+    Parts(Vec<Bytes>),
+}
+
+impl Body {
+    pub fn len(&self) -> usize {
+        self.parts().iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parts().iter().all(Bytes::is_empty)
+    }
+
+    pub fn parts(&self) -> &[Bytes] {
+        match self {
+            Body::Whole(b) => std::slice::from_ref(b),
+            Body::Parts(p) => p,
+        }
+    }
+
+    /// The body in one buffer: borrowed when it is one piece, copied otherwise.
+    pub fn contiguous(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self {
+            Body::Whole(b) => std::borrow::Cow::Borrowed(b),
+            Body::Parts(p) => std::borrow::Cow::Owned(p.concat()),
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(b: Bytes) -> Body {
+        Body::Whole(b)
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Body {
+        Body::Whole(Bytes::from(v))
+    }
+}
+
 /// What to send upstream. `path` is appended to the provider's base URL path and may carry a
 /// query (`/v1beta/models/x:streamGenerateContent?alt=sse`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamRequest {
     pub method: &'static str,
     pub path: String,
-    pub body: Bytes,
+    pub body: Body,
     /// Extra headers besides auth and content-type (`anthropic-version`, ...).
     pub headers: Vec<(&'static str, String)>,
     pub notes: Notes,
@@ -259,6 +305,15 @@ pub fn build_request(body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
         Kind::Gemini => gemini::build_request(body, ctx),
         Kind::Cohere => cohere::build_request(body, ctx),
         _ => openai::build_request(body, ctx),
+    }
+}
+
+/// `build_request` for a body the caller holds as `Bytes`: the OpenAI-compatible kinds send
+/// its large members as slices of it instead of copies.
+pub fn build_request_shared(body: &Bytes, ctx: &Ctx) -> Result<UpstreamRequest> {
+    match ctx.kind {
+        Kind::Anthropic | Kind::Gemini | Kind::Cohere => build_request(body, ctx),
+        _ => openai::build_request_shared(body, ctx),
     }
 }
 

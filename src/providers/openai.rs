@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::util::{self, ChunkEmitter};
-use super::{Ctx, Endpoint, Kind, Notes, StreamTranslator, Translated, UpstreamRequest, Usage};
+use super::{Body, Ctx, Endpoint, Kind, Notes, StreamTranslator, Translated, UpstreamRequest, Usage};
 use crate::error::{GatewayError, Result};
 use crate::sse;
 
@@ -75,38 +75,70 @@ const MISTRAL_CHAT_FIELDS: &[&str] = &[
 /// Fields that exist only for the gateway and are never sent upstream.
 const GATEWAY_FIELDS: &[&str] = &["prism"];
 
-/// Writes an object from (key, raw JSON) pairs.
-struct ObjectWriter {
-    out: Vec<u8>,
+/// Members at least this long are sent as slices of the client's body, not copied. Smaller
+/// ones are cheaper to copy than to send as a piece of their own.
+const BORROW_MIN: usize = 64 * 1024;
+
+/// Writes an object from (key, raw JSON) pairs. With a `source` (the client's body as
+/// `Bytes`), a large raw member that lies inside it becomes a slice of it: the body is then
+/// sent as pieces and never held twice.
+struct ObjectWriter<'s> {
+    out: BytesMut,
+    parts: Vec<Bytes>,
+    source: Option<&'s Bytes>,
     first: bool,
 }
 
-impl ObjectWriter {
-    fn new(capacity: usize) -> Self {
-        let mut out = Vec::with_capacity(capacity + 64);
-        out.push(b'{');
-        ObjectWriter { out, first: true }
+impl<'s> ObjectWriter<'s> {
+    fn new(capacity: usize, source: Option<&'s Bytes>) -> Self {
+        let mut out = BytesMut::with_capacity(capacity + 64);
+        out.put_u8(b'{');
+        ObjectWriter {
+            out,
+            parts: Vec::new(),
+            source,
+            first: true,
+        }
     }
     fn key(&mut self, k: &str) {
         if !self.first {
-            self.out.push(b',');
+            self.out.put_u8(b',');
         }
         self.first = false;
         // Serializing a &str cannot fail.
-        let _ = serde_json::to_writer(&mut self.out, k);
-        self.out.push(b':');
+        let _ = serde_json::to_writer((&mut self.out).writer(), k);
+        self.out.put_u8(b':');
     }
     fn raw(&mut self, k: &str, raw: &str) {
         self.key(k);
-        self.out.extend_from_slice(raw.as_bytes());
+        if let Some(slice) = self.borrow(raw) {
+            self.parts.push(self.out.split().freeze());
+            self.parts.push(slice);
+        } else {
+            self.out.extend_from_slice(raw.as_bytes());
+        }
+    }
+    /// `raw` as a slice of the source, when it is large and lies inside it.
+    fn borrow(&self, raw: &str) -> Option<Bytes> {
+        let src = self.source?;
+        if raw.len() < BORROW_MIN {
+            return None;
+        }
+        let start = (raw.as_ptr() as usize).checked_sub(src.as_ptr() as usize)?;
+        let end = start.checked_add(raw.len())?;
+        (end <= src.len()).then(|| src.slice(start..end))
     }
     fn value(&mut self, k: &str, v: &Value) {
         self.key(k);
-        let _ = serde_json::to_writer(&mut self.out, v);
+        let _ = serde_json::to_writer((&mut self.out).writer(), v);
     }
-    fn finish(mut self) -> Bytes {
-        self.out.push(b'}');
-        Bytes::from(self.out)
+    fn finish(mut self) -> Body {
+        self.out.put_u8(b'}');
+        if self.parts.is_empty() {
+            return Body::Whole(self.out.freeze());
+        }
+        self.parts.push(self.out.freeze());
+        Body::Parts(self.parts)
     }
 }
 
@@ -155,6 +187,16 @@ fn has_lone_surrogate(body: &[u8]) -> bool {
 }
 
 pub fn build_request(body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
+    build(body, None, ctx)
+}
+
+/// `build_request` with the body as `Bytes`: large members passed through unchanged are
+/// sent as slices of it.
+pub fn build_request_shared(body: &Bytes, ctx: &Ctx) -> Result<UpstreamRequest> {
+    build(body, Some(body), ctx)
+}
+
+fn build(body: &[u8], source: Option<&Bytes>, ctx: &Ctx) -> Result<UpstreamRequest> {
     let members = parse_members(body)?;
     if has_lone_surrogate(body) {
         return Err(GatewayError::invalid_request(
@@ -164,7 +206,17 @@ pub fn build_request(body: &[u8], ctx: &Ctx) -> Result<UpstreamRequest> {
     let kind = ctx.kind;
     let strict = ctx.options.strict;
     let mut notes = Notes::default();
-    let mut w = ObjectWriter::new(body.len());
+    // Members that will be borrowed are not copied, so the buffer need not hold them.
+    let borrowed: usize = match source {
+        Some(_) => members
+            .0
+            .iter()
+            .map(|(_, raw)| raw.get().len())
+            .filter(|n| *n >= BORROW_MIN)
+            .sum(),
+        None => 0,
+    };
+    let mut w = ObjectWriter::new(body.len() - borrowed.min(body.len()), source);
     let path = match ctx.endpoint {
         Endpoint::Chat => "/chat/completions",
         Endpoint::Completions => "/completions",
@@ -1100,7 +1152,43 @@ mod tests {
     }
 
     fn body_json(r: &UpstreamRequest) -> Value {
-        serde_json::from_slice(&r.body).unwrap()
+        serde_json::from_slice(&r.body.contiguous()).unwrap()
+    }
+
+    /// A large member passed through unchanged is sent as a slice of the client's body: the
+    /// body is held once. Every kind sends the same bytes either way, and a small body stays
+    /// one piece.
+    #[test]
+    fn large_members_are_sent_as_slices_of_the_client_body() {
+        let o = Options::default();
+        let im = HashMap::new();
+        let big = "x".repeat(1 << 20);
+        let body = Bytes::from(
+            json!({"messages": [{"role": "user", "content": big}], "temperature": 0.5, "model": "m",
+                   "prompt_cache_key": "k", "stream": false})
+            .to_string(),
+        );
+        let small = Bytes::from_static(br#"{"messages":[{"role":"user","content":"hi"}],"model":"m"}"#);
+        let inside = |part: &Bytes| {
+            let (p, b) = (part.as_ptr() as usize, body.as_ptr() as usize);
+            p >= b && p + part.len() <= b + body.len()
+        };
+        for kind in [Kind::Openai, Kind::Vllm, Kind::Ollama, Kind::Lmstudio, Kind::Mistral] {
+            let c = ctx(kind, "up-model", &o, &im);
+            let copied = build_request(&body, &c).unwrap();
+            let shared = build_request_shared(&body, &c).unwrap();
+            assert_eq!(copied.body.contiguous(), shared.body.contiguous(), "{kind:?}");
+            assert!(matches!(copied.body, Body::Whole(_)));
+            // Only OpenAI passes `messages` through untouched; the others repair it.
+            let borrowed: usize = shared.body.parts().iter().filter(|p| inside(p)).map(Bytes::len).sum();
+            if kind == Kind::Openai {
+                assert!(borrowed > 1 << 20, "messages borrowed: {borrowed}");
+                assert!(shared.body.len() - borrowed < 256, "only the small members are copied");
+            }
+            assert_eq!(body_json(&shared)["model"], "up-model");
+            let small = build_request_shared(&small, &c).unwrap();
+            assert!(matches!(small.body, Body::Whole(_)), "{kind:?}");
+        }
     }
 
     /// The raw response path, where it applies, answers exactly what the value path answers;
@@ -1583,7 +1671,7 @@ mod fuzz_regressions {
             assert!(build_request(br#"{"a":"\ud83d"}"#, &ctx_for(kind, &o, &im)).is_err());
             // A proper pair, an escaped backslash before `u`, and plain escapes pass.
             let ok = build_request(br#"{"stop":"\ud83d\ude00 \\udead \u00e9 \n"}"#, &ctx_for(kind, &o, &im)).unwrap();
-            let v: Value = serde_json::from_slice(&ok.body).unwrap();
+            let v: Value = serde_json::from_slice(&ok.body.contiguous()).unwrap();
             assert_eq!(v["stop"], "😀 \\udead é \n");
         }
     }

@@ -186,14 +186,14 @@ impl Call<'_> {
     ) -> (Attempt, Option<Outcome>) {
         let p = &cand.provider;
         let via_chat = self.endpoint == Endpoint::Completions && completions_via_chat(p.kind);
-        let body: &[u8] = if via_chat {
-            if chat_body.is_none() {
-                match completions::to_chat_request(self.body) {
-                    Ok(b) => *chat_body = Some(b),
+        let body: &Bytes = if via_chat {
+            match chat_body {
+                Some(b) => b,
+                None => match completions::to_chat_request(self.body) {
+                    Ok(b) => chat_body.insert(b),
                     Err(e) => return (Attempt::Stop(e), None),
-                }
+                },
             }
-            chat_body.as_deref().unwrap_or_default()
         } else {
             self.body
         };
@@ -234,7 +234,7 @@ impl Call<'_> {
             embed_base64: self.parsed.embed_base64,
             images,
         };
-        let req = match providers::build_request(body, &tctx) {
+        let req = match providers::build_request_shared(body, &tctx) {
             Ok(r) => r,
             Err(e) => return (Attempt::Failed(e.with_fault(Fault::Client)), None),
         };

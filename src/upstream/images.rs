@@ -166,7 +166,7 @@ async fn fetch_one(url: &str, param: &str, upstreams: &Upstreams, policy: &Image
     let req = UpstreamRequest {
         method: "GET",
         path,
-        body: Bytes::new(),
+        body: Bytes::new().into(),
         headers: vec![("accept", IMAGE_TYPES.join(", "))],
         notes: Notes::default(),
     };

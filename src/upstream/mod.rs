@@ -191,8 +191,13 @@ impl Upstreams {
         };
         let send = async {
             session.write_request_header(Box::new(header)).await.map_err(io)?;
-            if !req.body.is_empty() {
-                session.write_request_body(req.body.clone(), true).await.map_err(io)?;
+            if let Some((last, init)) = req.body.parts().split_last() {
+                for part in init {
+                    session.write_request_body(part.clone(), false).await.map_err(io)?;
+                }
+                if !last.is_empty() {
+                    session.write_request_body(last.clone(), true).await.map_err(io)?;
+                }
             }
             session.finish_request_body().await.map_err(io)?;
             session.read_response_header().await.map_err(io)?;

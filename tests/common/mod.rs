@@ -204,18 +204,28 @@ impl Gateway {
         self.child.replace(child)
     }
 
+    /// Wait until all three listeners answer: the services bind one after another, so the
+    /// data plane being up says nothing of the control plane or the metrics.
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = reqwest::Client::new();
-        while Instant::now() < deadline {
-            if let Ok(r) = client.get(format!("{}/healthz", self.url())).send().await {
-                if r.status().is_success() {
-                    return;
+        for url in [
+            format!("{}/healthz", self.url()),
+            format!("{}/healthz", self.admin_url()),
+            format!("http://127.0.0.1:{}/metrics", self.metrics_port),
+        ] {
+            loop {
+                if let Ok(r) = client.get(&url).send().await {
+                    if r.status().is_success() {
+                        break;
+                    }
                 }
+                if Instant::now() > deadline {
+                    panic!("prism did not start ({url}); log:\n{}", self.log());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("prism did not start; log:\n{}", self.log());
     }
 
     pub fn url(&self) -> String {
