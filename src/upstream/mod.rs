@@ -29,6 +29,12 @@ pub struct Upstreams {
     ca_cache: std::sync::Mutex<std::collections::HashMap<String, Arc<[pingora_core::utils::tls::WrappedX509]>>>,
 }
 
+/// A future on the heap (see `Upstreams::send`).
+pub type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What `Upstreams::send` gives: the answer's headers, or why there are none.
+pub type Sent = std::result::Result<Exchange, (FailKind, GatewayError)>;
+
 /// An upstream answer whose headers have arrived; the body is read with `read_chunk`.
 pub struct Exchange {
     session: HttpSession,
@@ -123,11 +129,16 @@ impl Upstreams {
 
     /// Connect (or reuse), send the request, and wait for the response headers within the
     /// provider's first-byte timeout. A stale pooled connection is retried once on a new one.
-    pub async fn send(
-        &self,
-        p: &Provider,
-        req: &UpstreamRequest,
-    ) -> std::result::Result<Exchange, (FailKind, GatewayError)> {
+    ///
+    /// Boxed, as are `release` and `abort`: Pingora's connect, pool and shutdown futures run
+    /// to several KiB, and held inline they would size the state of every request, a
+    /// long-lived stream's included, though they are done before its first byte or after its
+    /// last.
+    pub fn send<'a>(&'a self, p: &'a Provider, req: &'a UpstreamRequest) -> Boxed<'a, Sent> {
+        Box::pin(self.send_inner(p, req))
+    }
+
+    async fn send_inner(&self, p: &Provider, req: &UpstreamRequest) -> Sent {
         let peer = self.peer(p).await.map_err(|e| (FailKind::Connect, e))?;
         let mut attempt = 0;
         loop {
@@ -240,7 +251,11 @@ impl Upstreams {
     }
 
     /// Return a fully read connection to the pool.
-    pub async fn release(&self, mut x: Exchange) {
+    pub fn release(&self, x: Exchange) -> Boxed<'_, ()> {
+        Box::pin(self.release_inner(x))
+    }
+
+    async fn release_inner(&self, mut x: Exchange) {
         if x.session.response_done() {
             self.connector
                 .release_http_session(x.session, &x.peer, Some(Duration::from_secs(60)))
@@ -308,8 +323,9 @@ impl Exchange {
         Ok(buf.freeze())
     }
 
-    pub async fn abort(mut self) {
-        self.session.shutdown().await;
+    /// Close the connection without reading the rest of the answer.
+    pub fn abort(mut self) -> Boxed<'static, ()> {
+        Box::pin(async move { self.session.shutdown().await })
     }
 }
 
