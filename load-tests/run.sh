@@ -63,6 +63,11 @@ mkdir -p "$OUT"
 : >"$OUT/run.log"
 
 # ---------------------------------------------------------------- preflight
+# The release binaries are rebuilt unless given: a stale target/release/prism would measure
+# yesterday's gateway (cargo does nothing when they are current).
+if [ "$PRISM_BIN" = "$ROOT/target/release/prism" ]; then
+    (cd "$ROOT" && cargo build --release --bins 2>&1 | tail -1) >&2
+fi
 for b in "$PRISM_BIN" "$MOCK_BIN" "$BARE_BIN"; do
     [ -x "$b" ] || die "missing $b (cargo build --release --bins; and in load-tests/bare-pingora: cargo build --release)"
 done

@@ -37,13 +37,19 @@ pub type Sent = std::result::Result<Exchange, (FailKind, GatewayError)>;
 
 /// An upstream answer whose headers have arrived; the body is read with `read_chunk`.
 pub struct Exchange {
+    /// On the heap: the connection is over a KiB, and an exchange moves from the attempt into
+    /// the stream relay, whose states would otherwise each reserve room for it.
+    conn: Box<Conn>,
+    pub status: u16,
+    pub headers: http::HeaderMap,
+}
+
+struct Conn {
     session: HttpSession,
     peer: HttpPeer,
     idle: Duration,
     /// The last chunk read, when the protocol hands out owned buffers (HTTP/2).
     held: Bytes,
-    pub status: u16,
-    pub headers: http::HeaderMap,
 }
 
 /// How a connection attempt failed, for health accounting and failover reasons.
@@ -241,10 +247,12 @@ impl Upstreams {
         let headers = resp.headers.clone();
         session.set_read_timeout(Some(p.timeouts.idle));
         Ok(Exchange {
-            session,
-            peer,
-            idle: p.timeouts.idle,
-            held: Bytes::new(),
+            conn: Box::new(Conn {
+                session,
+                peer,
+                idle: p.timeouts.idle,
+                held: Bytes::new(),
+            }),
             status,
             headers,
         })
@@ -255,13 +263,14 @@ impl Upstreams {
         Box::pin(self.release_inner(x))
     }
 
-    async fn release_inner(&self, mut x: Exchange) {
-        if x.session.response_done() {
+    async fn release_inner(&self, x: Exchange) {
+        let Conn { mut session, peer, .. } = *x.conn;
+        if session.response_done() {
             self.connector
-                .release_http_session(x.session, &x.peer, Some(Duration::from_secs(60)))
+                .release_http_session(session, &peer, Some(Duration::from_secs(60)))
                 .await;
         } else {
-            x.session.shutdown().await;
+            session.shutdown().await;
         }
     }
 }
@@ -272,12 +281,13 @@ impl Exchange {
     /// own read timeout, set to the idle timeout once the headers are in, so no timer is
     /// armed here per chunk.
     pub async fn read_chunk(&mut self) -> Result<Option<&[u8]>> {
-        let read = match &mut self.session {
+        let c = &mut *self.conn;
+        let read = match &mut c.session {
             HttpSession::H1(h1) => h1.read_body_ref().await,
             other => match other.read_response_body().await {
                 Ok(Some(b)) => {
-                    self.held = b;
-                    Ok(Some(&self.held[..]))
+                    c.held = b;
+                    Ok(Some(&c.held[..]))
                 }
                 Ok(None) => Ok(None),
                 Err(e) => Err(e),
@@ -285,7 +295,7 @@ impl Exchange {
         };
         read.map_err(|e| {
             if is_timeout(&e) {
-                GatewayError::upstream_timeout(format!("upstream sent nothing for {:?}", self.idle))
+                GatewayError::upstream_timeout(format!("upstream sent nothing for {:?}", c.idle))
             } else {
                 GatewayError::truncated_stream(format!(
                     "upstream connection failed while reading the body: {}",
@@ -325,7 +335,7 @@ impl Exchange {
 
     /// Close the connection without reading the rest of the answer.
     pub fn abort(mut self) -> Boxed<'static, ()> {
-        Box::pin(async move { self.session.shutdown().await })
+        Box::pin(async move { self.conn.session.shutdown().await })
     }
 }
 
