@@ -1,7 +1,8 @@
 //! OpenAI-compatible kinds: OpenAI itself, Mistral, Ollama, vLLM and LM Studio. One module,
 //! with each kind's quirks as data (`providers.md` §5): the request is passed through field by
-//! field (unknown fields untouched as raw JSON, so a large prompt is copied once), and the
-//! fields a kind cannot take are renamed, emulated, dropped or rejected.
+//! field (unknown fields untouched as raw JSON; a large one is sent as a slice of the client's
+//! body, not copied), and the fields a kind cannot take are renamed, emulated, dropped or
+//! rejected.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
