@@ -250,6 +250,12 @@ impl Call<'_> {
                 return (Attempt::Failed(e), Some(report));
             }
         };
+        // The request went out whole (the stale-connection retry is behind us): only its notes
+        // are still needed. A stream can last minutes, so its body is not kept that long.
+        let notes = {
+            let mut req = req;
+            std::mem::take(&mut req.notes)
+        };
         let headroom = |name: &str| {
             x.headers
                 .get(name)
@@ -294,7 +300,7 @@ impl Call<'_> {
                 inner
             };
             let relay = Relay {
-                notes: &req.notes,
+                notes: &notes,
                 sent_at,
                 secret: p.api_key.as_ref().map(|k| k.expose_secret()),
             };
@@ -334,7 +340,7 @@ impl Call<'_> {
             ctx.usage = translated.usage;
             ctx.upstream_model = translated.upstream_model;
             let mut h = respond::header(200, "application/json", ctx);
-            respond::add_notes(&mut h, &req.notes);
+            respond::add_notes(&mut h, &notes);
             if respond::json(session, ctx, h, body).await.is_err() {
                 ctx.status = 499;
             }
