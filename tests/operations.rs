@@ -285,6 +285,49 @@ async fn sigterm_lets_open_streams_finish() {
     assert_eq!(streams, 5, "{}", gw.access_log());
 }
 
+/// A stream still open when the grace period runs out is cut, and still has its access-log
+/// line: its task ends without Pingora's logging phase, and the process exits right after,
+/// so the line must be written as it is made.
+#[tokio::test]
+async fn a_stream_cut_at_the_end_of_the_grace_period_is_logged() {
+    let mock = Mock::start();
+    let mut gw = Gateway::start(&format!("[server]\ngrace_period = \"1s\"\n{}", base_config(&mock, ""))).await;
+    let mut r = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", gw.url()))
+        .bearer_auth(KEY)
+        .json(&chat_body("openai/m@tokens=60,pace=500", 300, true))
+        .send()
+        .await
+        .expect("stream starts");
+    assert_eq!(r.status(), 200);
+    let mut text = String::new();
+    // The stream is under way (its first event is here) before the shutdown begins.
+    while !text.contains("data:") {
+        let chunk = r.chunk().await.expect("stream read").expect("first event");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    gw.signal("TERM");
+    while let Ok(Some(chunk)) = r.chunk().await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(!text.contains("[DONE]"), "the 30 s stream was cut: {text}");
+    assert!(gw.wait_exit(Duration::from_secs(15)).is_some(), "exited\n{}", gw.log());
+    let log = gw.access_log();
+    let cut: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"error\":\"interrupted\""))
+        .collect();
+    assert_eq!(cut.len(), 1, "{log}");
+    for field in [
+        "\"stream\":true",
+        "\"path\":\"/v1/chat/completions\"",
+        "\"status\":200",
+        "\"provider\":\"openai\"",
+    ] {
+        assert!(cut[0].contains(field), "{field} in {}", cut[0]);
+    }
+}
+
 #[tokio::test]
 async fn socket_handover_loses_no_request() {
     let mock = Mock::start();

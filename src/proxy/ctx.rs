@@ -23,6 +23,18 @@ pub struct RequestCtx {
     pub upstream_time: Duration,
     pub error: Option<&'static str>,
     pub failovers: Vec<(String, String, &'static str)>,
+    /// Pingora's logging phase has written this request's line.
+    pub logged: bool,
+}
+
+/// A routed request dropped before its logging phase (its task was ended when the grace
+/// period ran out) still gets its access-log line.
+impl Drop for RequestCtx {
+    fn drop(&mut self) {
+        if !self.logged && self.provider.is_some() {
+            crate::telemetry::access_log_interrupted(self);
+        }
+    }
 }
 
 impl Default for RequestCtx {
@@ -43,6 +55,7 @@ impl Default for RequestCtx {
             upstream_time: Duration::ZERO,
             error: None,
             failovers: Vec::new(),
+            logged: false,
         }
     }
 }

@@ -207,5 +207,6 @@ impl ProxyHttp for Gateway {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         telemetry::metrics::METRICS.request_finished(ctx);
         telemetry::access_log(session, ctx);
+        ctx.logged = true;
     }
 }

@@ -34,11 +34,28 @@ pub fn init_logging() {
 /// One access-log line. Fields are bounded and never carry a key or a prompt.
 pub fn access_log(session: &Session, ctx: &RequestCtx) {
     let req = session.req_header();
-    let line = Line {
+    ACCESS_LOG.write(&line(ctx, req.method.as_str(), req.uri.path(), ctx.error));
+}
+
+/// The line of a routed request whose task ended before Pingora's logging phase: a stream
+/// still open when the grace period ran out and the runtime was shut down. Only the data-plane
+/// POST endpoints get this far, so method and path follow from the endpoint.
+pub fn access_log_interrupted(ctx: &RequestCtx) {
+    let path = match ctx.endpoint {
+        "chat" => "/v1/chat/completions",
+        "completions" => "/v1/completions",
+        "embeddings" => "/v1/embeddings",
+        _ => "",
+    };
+    ACCESS_LOG.write(&line(ctx, "POST", path, Some("interrupted")));
+}
+
+fn line<'a>(ctx: &'a RequestCtx, method: &'a str, path: &'a str, error: Option<&'a str>) -> Line<'a> {
+    Line {
         ts: crate::proxy::serve::now_unix(),
         request_id: &ctx.request_id,
-        method: req.method.as_str(),
-        path: req.uri.path(),
+        method,
+        path,
         endpoint: ctx.endpoint,
         key_id: ctx.key_id.as_deref(),
         model: ctx.model.as_deref(),
@@ -56,9 +73,8 @@ pub fn access_log(session: &Session, ctx: &RequestCtx) {
         ttft_ms: ctx.ttft.map(|d| d.as_secs_f64() * 1000.0),
         duration_ms: ctx.started.elapsed().as_secs_f64() * 1000.0,
         upstream_ms: ctx.upstream_time.as_secs_f64() * 1000.0,
-        error: ctx.error,
-    };
-    ACCESS_LOG.write(&line);
+        error,
+    }
 }
 
 /// The access-log line, serialized straight into the log buffer (no intermediate tree).

@@ -145,8 +145,14 @@ impl Gateway {
     pub async fn start_env(config: &str, env: &[(&str, &str)]) -> Gateway {
         let dir = temp_dir("gw");
         let config_path = dir.join("prism.toml");
+        // A config that sets its own grace period keeps it.
+        let grace = if config.contains("grace_period") {
+            ""
+        } else {
+            "grace_period = \"5s\"\n"
+        };
         let server = format!(
-            "[server]\nthreads = 2\nupgrade_sock = \"{}\"\npid_file = \"{}\"\ngrace_period = \"5s\"\n",
+            "[server]\nthreads = 2\nupgrade_sock = \"{}\"\npid_file = \"{}\"\n{grace}",
             dir.join("upgrade.sock").display(),
             dir.join("prism.pid").display()
         );
