@@ -239,13 +239,11 @@ impl Call<'_> {
             Err(e) => return (Attempt::Failed(e.with_fault(Fault::Client)), None),
         };
         let sent_at = Instant::now();
-        let mut x = match self.upstreams.send(p, &req).await {
-            Ok(x) => {
-                ctx.upstream_time += sent_at.elapsed();
-                x
-            }
+        let sent = self.upstreams.send(p, &req).await;
+        ctx.upstream_time += sent_at.elapsed();
+        let mut x = match sent {
+            Ok(x) => x,
             Err((_, e)) => {
-                ctx.upstream_time += sent_at.elapsed();
                 let report = failure(&e);
                 return (Attempt::Failed(e), Some(report));
             }
